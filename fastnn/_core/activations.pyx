@@ -1,0 +1,158 @@
+"""Element-wise activations, forward and backward, fused with the bias.
+
+Forward works in place on a row-major (n, m) buffer: out = act(out + bias). Backward turns
+dL/d(out) into dL/dz in place, using only the activation's output (every activation here
+has a derivative expressible through its output), and sums dz over rows into the bias
+gradient in the same pass.
+"""
+from libc.math cimport exp, expf, tanh, tanhf, log1p, log1pf
+from libc.string cimport memcpy, memset
+from cython cimport floating
+
+
+cdef inline floating _exp(floating v) noexcept nogil:
+    if floating is float:
+        return expf(v)
+    else:
+        return exp(v)
+
+
+cdef inline floating _tanh(floating v) noexcept nogil:
+    if floating is float:
+        return tanhf(v)
+    else:
+        return tanh(v)
+
+
+cdef inline floating _sigmoid(floating v) noexcept nogil:
+    # Two branches so that exp never overflows: exp of a non-positive number only.
+    cdef floating e
+    if v >= 0:
+        return 1 / (1 + _exp(-v))
+    e = _exp(v)
+    return e / (1 + e)
+
+
+cdef void _softmax_rows(floating* out, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
+    """Row-wise softmax in place, shifted by the row maximum so exp never overflows."""
+    cdef Py_ssize_t i, j
+    cdef floating mx, s
+    cdef floating* row
+    for i in range(n):
+        row = out + i * m
+        mx = row[0]
+        for j in range(1, m):
+            if row[j] > mx:
+                mx = row[j]
+        s = 0
+        for j in range(m):
+            row[j] = _exp(row[j] - mx)
+            s += row[j]
+        s = 1 / s
+        for j in range(m):
+            row[j] *= s
+
+
+cdef void bias_activation(floating* out, const floating* bias, floating* keep_z,
+                          Py_ssize_t n, Py_ssize_t m, int activation,
+                          floating alpha) noexcept nogil:
+    """out[n, m] = act(out + bias) in place; bias may be NULL (no bias).
+
+    If keep_z is not NULL the pre-activation out + bias is also written there (the fused
+    losses need the logits for a numerically stable log-sum-exp).
+    """
+    cdef Py_ssize_t i, j
+    cdef floating v
+    cdef floating* row
+    for i in range(n):
+        row = out + i * m
+        if bias != NULL:
+            for j in range(m):
+                row[j] += bias[j]
+        if keep_z != NULL:
+            memcpy(keep_z + i * m, row, m * sizeof(floating))
+        if activation == SIGMOID:
+            for j in range(m):
+                row[j] = _sigmoid(row[j])
+        elif activation == TANH:
+            for j in range(m):
+                row[j] = _tanh(row[j])
+        elif activation == RELU:
+            for j in range(m):
+                v = row[j]
+                row[j] = v if v > 0 else 0
+        elif activation == LEAKY_RELU:
+            for j in range(m):
+                v = row[j]
+                row[j] = v if v > 0 else alpha * v
+    if activation == SOFTMAX:
+        _softmax_rows(out, n, m)
+
+
+cdef void activation_grad_bias(const floating* out, floating* grad, floating* grad_bias,
+                               Py_ssize_t n, Py_ssize_t m, int activation,
+                               floating alpha) noexcept nogil:
+    """grad[n, m]: dL/d(out) -> dL/dz in place; grad_bias[m] = column sums of dL/dz.
+
+    grad_bias may be NULL. For leaky ReLU the sign of the output equals the sign of z
+    (alpha > 0 is enforced in Python), so the output alone decides the branch.
+    """
+    cdef Py_ssize_t i, j
+    cdef floating y, dot
+    cdef floating* g
+    cdef const floating* o
+    if grad_bias != NULL:
+        memset(grad_bias, 0, m * sizeof(floating))
+    for i in range(n):
+        g = grad + i * m
+        o = out + i * m
+        if activation == SIGMOID:
+            for j in range(m):
+                y = o[j]
+                g[j] *= y * (1 - y)
+        elif activation == TANH:
+            for j in range(m):
+                y = o[j]
+                g[j] *= 1 - y * y
+        elif activation == RELU:
+            for j in range(m):
+                if not (o[j] > 0):
+                    g[j] = 0
+        elif activation == LEAKY_RELU:
+            for j in range(m):
+                if not (o[j] > 0):
+                    g[j] *= alpha
+        elif activation == SOFTMAX:
+            # Jacobian-vector product of softmax: dz = y * (g - <g, y>).
+            dot = 0
+            for j in range(m):
+                dot += g[j] * o[j]
+            for j in range(m):
+                g[j] = o[j] * (g[j] - dot)
+        if grad_bias != NULL:
+            for j in range(m):
+                grad_bias[j] += g[j]
+
+
+def activation_forward(const floating[:, ::1] x, floating[:, ::1] out, int activation,
+                       floating alpha=0):
+    """out[n, m] = act(x[n, m]). x and out may be the same buffer."""
+    cdef Py_ssize_t n = out.shape[0], m = out.shape[1]
+    if n == 0 or m == 0:
+        return
+    with nogil:
+        if &out[0, 0] != &x[0, 0]:
+            memcpy(&out[0, 0], &x[0, 0], n * m * sizeof(floating))
+        bias_activation(&out[0, 0], <const floating*>NULL, <floating*>NULL, n, m,
+                        activation, alpha)
+
+
+def activation_backward(const floating[:, ::1] out, floating[:, ::1] grad, int activation,
+                        floating alpha=0):
+    """grad[n, m]: dL/d(out) -> dL/d(x) in place, given the forward output out[n, m]."""
+    cdef Py_ssize_t n = out.shape[0], m = out.shape[1]
+    if n == 0 or m == 0:
+        return
+    with nogil:
+        activation_grad_bias(&out[0, 0], &grad[0, 0], <floating*>NULL, n, m,
+                             activation, alpha)

@@ -1,0 +1,79 @@
+"""Dense layer kernels: forward (x @ W + b, then the activation) and backward (dz, dW, db,
+dx, plus the regularization gradient), each one call with the GIL released.
+
+Shapes: x (n, k), W (k, m), b (m,), out (n, m). All arrays C-contiguous, n, k, m >= 1.
+"""
+from libc.math cimport fabs
+from cython cimport floating
+
+from fastnn._core.blas cimport matmul
+from fastnn._core.activations cimport bias_activation, activation_grad_bias
+
+
+def dense_forward(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::1] b,
+                  floating[:, ::1] out, floating[:, ::1] keep_z, int activation,
+                  floating alpha=0):
+    """out = act(x @ w + b). If keep_z has rows, z = x @ w + b is also stored there."""
+    cdef int n = x.shape[0], k = x.shape[1], m = w.shape[1]
+    cdef floating* z = &keep_z[0, 0] if keep_z.shape[0] > 0 else NULL
+    with nogil:
+        matmul(False, False, n, m, k, <floating>1, &x[0, 0], k, &w[0, 0], m,
+               <floating>0, &out[0, 0], m)
+        bias_activation(&out[0, 0], &b[0], z, n, m, activation, alpha)
+
+
+cdef double _add_penalty_grad(const floating* w, floating* g, Py_ssize_t size,
+                              floating l1, floating l2) noexcept nogil:
+    """g += l1 * sign(w) + 2 * l2 * w; returns the penalty l1 * sum|w| + l2 * sum w^2."""
+    cdef Py_ssize_t i
+    cdef double s1 = 0, s2 = 0
+    cdef floating v, two_l2 = 2 * l2
+    for i in range(size):
+        v = w[i]
+        s1 += fabs(v)
+        s2 += v * v
+        g[i] += two_l2 * v + (l1 if v > 0 else (-l1 if v < 0 else 0))
+    return l1 * s1 + l2 * s2
+
+
+def dense_backward(const floating[:, ::1] x, const floating[:, ::1] w,
+                   const floating[::1] b, const floating[:, ::1] out,
+                   floating[:, ::1] grad_out, floating[:, ::1] grad_w,
+                   floating[::1] grad_b, floating[:, ::1] grad_x, int activation,
+                   floating alpha=0, floating kernel_l1=0, floating kernel_l2=0,
+                   floating bias_l1=0, floating bias_l2=0):
+    """Backward pass of out = act(x @ w + b).
+
+    grad_out (n, m): dL/d(out) on entry, overwritten with dL/dz. Pass activation=LINEAR
+    when grad_out already is dL/dz (a fused loss). Fills grad_w (k, m) = x^T dz (+ the
+    penalty's gradient), grad_b (m,) = column sums of dz (+ penalty), and, if grad_x has
+    rows, grad_x (n, k) = dz @ w^T. Returns the regularization penalty of w and b.
+    """
+    cdef int n = x.shape[0], k = x.shape[1], m = w.shape[1]
+    cdef double penalty = 0
+    with nogil:
+        activation_grad_bias(&out[0, 0], &grad_out[0, 0], &grad_b[0], n, m,
+                             activation, alpha)
+        matmul(True, False, k, m, n, <floating>1, &x[0, 0], k, &grad_out[0, 0], m,
+               <floating>0, &grad_w[0, 0], m)
+        if grad_x.shape[0] > 0:
+            matmul(False, True, n, k, m, <floating>1, &grad_out[0, 0], m, &w[0, 0], m,
+                   <floating>0, &grad_x[0, 0], k)
+        if kernel_l1 != 0 or kernel_l2 != 0:
+            penalty += _add_penalty_grad(&w[0, 0], &grad_w[0, 0], <Py_ssize_t>k * m,
+                                         kernel_l1, kernel_l2)
+        if bias_l1 != 0 or bias_l2 != 0:
+            penalty += _add_penalty_grad(&b[0], &grad_b[0], m, bias_l1, bias_l2)
+    return penalty
+
+
+def penalty(const floating[::1] w, double l1, double l2):
+    """l1 * sum|w| + l2 * sum w^2 over a flat array (for reporting without a gradient)."""
+    cdef Py_ssize_t i
+    cdef double s1 = 0, s2 = 0, v
+    with nogil:
+        for i in range(w.shape[0]):
+            v = w[i]
+            s1 += fabs(v)
+            s2 += v * v
+    return l1 * s1 + l2 * s2

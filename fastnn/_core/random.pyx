@@ -1,0 +1,65 @@
+"""Counter-based random numbers for dropout masks.
+
+Entry i of a mask is a pure function of (key, i): a SplitMix64 finalizer of key + i.
+No generator state is carried between calls, so a run is reproducible from the seed,
+epoch and step alone (what exact resume needs), and the result does not depend on how
+the work is split across threads.
+"""
+from libc.stdint cimport uint64_t
+from cython cimport floating
+
+
+cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
+    # SplitMix64's output function (Steele, Lea, Flood 2014): a bijective 64-bit mixer.
+    z = (z ^ (z >> 30)) * <uint64_t>0xbf58476d1ce4e5b9ULL
+    z = (z ^ (z >> 27)) * <uint64_t>0x94d049bb133111ebULL
+    return z ^ (z >> 31)
+
+
+def mix_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t c):
+    """A 64-bit stream key from a seed and three counters (e.g. epoch, step, layer)."""
+    cdef uint64_t k = _mix(seed + <uint64_t>0x9e3779b97f4a7c15ULL)
+    k = _mix(k ^ (a + <uint64_t>0x9e3779b97f4a7c15ULL))
+    k = _mix(k ^ (b + <uint64_t>0x3c6ef372fe94f82aULL))
+    return _mix(k ^ (c + <uint64_t>0xdaa66d2c7ddf743fULL))
+
+
+def uniform(floating[::1] out, uint64_t key):
+    """out[i] = a uniform number in [0, 1) from (key, i) (53 or 24 random bits)."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(out.shape[0]):
+            out[i] = <floating>((_mix(key + <uint64_t>i) >> 11) * (1.0 / 9007199254740992.0))
+
+
+def dropout_forward(const floating[:, ::1] x, floating[:, ::1] mask, floating[:, ::1] out,
+                    double rate, uint64_t key):
+    """Inverted dropout: mask = (u >= rate) / (1 - rate), out = x * mask; shapes (n, m).
+
+    0 <= rate < 1 is checked in Python. Kept units are scaled by 1 / (1 - rate) so the
+    expected activation is unchanged and nothing needs rescaling at inference.
+    """
+    cdef Py_ssize_t i, j, n = x.shape[0], m = x.shape[1]
+    cdef uint64_t threshold, counter
+    cdef floating keep_scale = <floating>(1.0 / (1.0 - rate))
+    # Drop when the top 53 bits, as an integer, fall below rate * 2^53.
+    threshold = <uint64_t>(rate * 9007199254740992.0)
+    with nogil:
+        for i in range(n):
+            for j in range(m):
+                counter = <uint64_t>(i * m + j)
+                if (_mix(key + counter) >> 11) < threshold:
+                    mask[i, j] = 0
+                    out[i, j] = 0
+                else:
+                    mask[i, j] = keep_scale
+                    out[i, j] = x[i, j] * keep_scale
+
+
+def multiply_inplace(floating[:, ::1] x, const floating[:, ::1] factor):
+    """x *= factor, element-wise, same shapes (dropout's backward)."""
+    cdef Py_ssize_t i, j
+    with nogil:
+        for i in range(x.shape[0]):
+            for j in range(x.shape[1]):
+                x[i, j] *= factor[i, j]

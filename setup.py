@@ -1,0 +1,36 @@
+"""Build the typed Cython kernels in fastnn/_core.
+
+Every kernel is compiled for float and double from one source (fused types) and calls
+BLAS through scipy.linalg.cython_blas, so the package links against no BLAS of its own.
+Set FASTNN_BOUNDSCHECK=1 to build with Cython bounds and wraparound checks switched on
+(the test suite is run once that way so that no kernel ever reads out of range).
+"""
+import os
+
+from setuptools import Extension, setup
+from Cython.Build import cythonize
+
+KERNELS = ["blas", "dense", "activations", "losses", "optim", "ops", "random"]
+
+checked = os.environ.get("FASTNN_BOUNDSCHECK", "0") == "1"
+directives = {
+    "language_level": 3,
+    "boundscheck": checked,
+    "wraparound": checked,
+    "initializedcheck": checked,
+    "cdivision": True,
+}
+
+extensions = [
+    Extension(
+        f"fastnn._core.{name}",
+        [f"fastnn/_core/{name}.pyx"],
+        # -O3 only: no -march=native (wheels must run on any x86-64), no -ffast-math
+        # (it would change NaN/inf semantics and the numerics users rely on).
+        extra_compile_args=["-O3"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    for name in KERNELS
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))
