@@ -1,0 +1,385 @@
+"""Callbacks: Keras's hooks into training (`on_train_begin/end`, `on_epoch_begin/end`,
+`on_train_batch_begin/end`, `on_test_begin/end`, `on_predict_begin/end`), with
+``self.model`` and ``self.params``. Setting ``self.model.stop_training = True`` stops
+``fit`` after the current batch.
+
+Per-batch hooks cost nothing unless a callback overrides them: the model calls them only
+when some callback does.
+"""
+import csv
+import math
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+
+class Callback:
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None): pass
+    def on_train_end(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_epoch_end(self, epoch, logs=None): pass
+    def on_train_batch_begin(self, batch, logs=None): pass
+    def on_train_batch_end(self, batch, logs=None): pass
+    def on_test_begin(self, logs=None): pass
+    def on_test_end(self, logs=None): pass
+    def on_predict_begin(self, logs=None): pass
+    def on_predict_end(self, logs=None): pass
+
+
+def _overrides(cb, hook):
+    return hook in vars(cb) or getattr(type(cb), hook) is not getattr(Callback, hook)
+
+
+class CallbackList:
+    """Calls a list of callbacks in order."""
+
+    def __init__(self, callbacks, model, params):
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks: expected fn.callbacks.Callback objects, got "
+                                f"{cb!r}")
+            cb.set_model(model)
+            cb.set_params(params)
+        self.wants_batch_begin = any(_overrides(c, "on_train_batch_begin")
+                                     for c in self.callbacks)
+        self.wants_batch_end = any(_overrides(c, "on_train_batch_end")
+                                   for c in self.callbacks)
+
+    def __getattr__(self, hook):
+        if not hook.startswith("on_"):
+            raise AttributeError(hook)
+
+        def call(*args, **kwargs):
+            for cb in self.callbacks:
+                getattr(cb, hook)(*args, **kwargs)
+        return call
+
+
+class History(Callback):
+    """``history.history``: {'loss': [...], 'val_loss': [...], metric: [...]} per epoch;
+    ``history.epoch``: the epoch numbers. Returned by ``fit``."""
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_train_begin(self, logs=None):
+        self.epoch = []
+        self.history = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, value in (logs or {}).items():
+            self.history.setdefault(k, []).append(value)
+
+
+def _format_logs(logs):
+    parts = []
+    for k, value in logs.items():
+        if k in ("samples_per_second", "time") or k.startswith("grad_") or \
+                k.startswith("update_ratio"):
+            continue
+        if isinstance(value, float):
+            parts.append(f"{k}: {value:.4f}" if abs(value) >= 1e-3 or value == 0
+                         else f"{k}: {value:.4e}")
+    return " - ".join(parts)
+
+
+def _format_time(seconds):
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+    if seconds >= 60:
+        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
+
+
+class ProgbarLogger(Callback):
+    """The progress display of ``fit(verbose=...)``.
+
+    verbose=1 on a terminal: a live bar (redrawn at most 10 times a second) with the batch
+    count, ETA, running loss and metrics and samples/s. verbose=1 when the output is not a
+    terminal, and verbose=2: one line per epoch, so logs stay readable.
+    """
+
+    def __init__(self, verbose=1, stream=None):
+        super().__init__()
+        self.verbose = verbose
+        self.stream = stream
+        self.live = False
+
+    def set_params(self, params):
+        super().set_params(params)
+        stream = self.stream or sys.stdout
+        self.live = self.verbose == 1 and hasattr(stream, "isatty") and stream.isatty()
+
+    def _out(self):
+        return self.stream or sys.stdout
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.start = time.perf_counter()
+        self.last_draw = 0.0
+        if self.live:
+            self._out().write(f"Epoch {epoch + 1}/{self.params['epochs']}\n")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.live:
+            return
+        now = time.perf_counter()
+        steps = self.params["steps"]
+        if now - self.last_draw < 0.1 and batch + 1 < steps:
+            return
+        self.last_draw = now
+        elapsed = now - self.start
+        done = batch + 1
+        width = 30
+        filled = int(width * done / steps)
+        bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + \
+            "." * (width - filled)
+        eta = elapsed / done * (steps - done)
+        seen = logs.get("size", 0) if logs else 0
+        rate = f" - {seen / elapsed:,.0f} samples/s" if elapsed > 0 and seen else ""
+        line = (f"\r{done:>{len(str(steps))}}/{steps} [{bar}] - ETA {_format_time(eta)}"
+                f" - {_format_logs(logs or {})}{rate}")
+        self._out().write(line + "\033[K")
+        self._out().flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        elapsed = time.perf_counter() - self.start
+        steps = self.params["steps"]
+        rate = logs.get("samples_per_second", 0.0)
+        body = f"{steps}/{steps} - {_format_time(elapsed)} - {_format_logs(logs)}" \
+               f" - {rate:,.0f} samples/s"
+        if self.live:
+            self._out().write("\r" + body + "\033[K\n")
+        else:
+            self._out().write(f"Epoch {epoch + 1}/{self.params['epochs']} - {body}\n")
+        self._out().flush()
+
+
+def _monitor_op(mode, monitor, owner):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        mode = "max" if ("acc" in monitor or monitor.endswith("auc")) else "min"
+    return mode
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs (counting from ``start_from_epoch``).
+
+    With restore_best_weights=True the weights of the best epoch are put back however
+    training ends: stopped early, out of epochs, or interrupted by an exception. The state
+    is reset at every ``on_train_begin``, so one instance can be reused.
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
+        self.monitor = monitor
+        self.min_delta = abs(float(min_delta))
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be an integer >= 0, got "
+                             f"{patience!r}")
+        self.patience = patience
+        self.verbose = verbose
+        self.mode = _monitor_op(mode, monitor, "EarlyStopping")
+        self.baseline = baseline
+        self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = int(start_from_epoch)
+
+    def _better(self, a, b):
+        if b is None:
+            return True
+        return a < b - self.min_delta if self.mode == "min" else a > b + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = None
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            warnings.warn(f"EarlyStopping: metric {self.monitor!r} is not available; "
+                          f"available: {sorted(logs or {})}", stacklevel=2)
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+        self.wait += 1
+        if not math.isnan(current) and self._better(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._better(current, self.baseline):
+                self.wait = 0
+                return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring the weights of epoch {self.best_epoch + 1} "
+                      f"({self.monitor} = {self.best:.4f})")
+            self.model.set_weights(self.best_weights)
+
+
+class TerminateOnNaN(Callback):
+    """Stop training as soon as a batch loss is NaN or infinite (after that batch)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("batch_loss", (logs or {}).get("loss"))
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: invalid loss {loss}, terminating training")
+            self.model.stop_training = True
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for
+    ``patience`` epochs; wait ``cooldown`` epochs after a reduction; never below min_lr."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+        super().__init__()
+        if not 0 < factor < 1:
+            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor!r}")
+        self.monitor, self.factor, self.patience = monitor, float(factor), int(patience)
+        self.verbose, self.min_delta = verbose, float(min_delta)
+        self.cooldown, self.min_lr = int(cooldown), float(min_lr)
+        self.mode = _monitor_op(mode, monitor, "ReduceLROnPlateau")
+
+    def on_train_begin(self, logs=None):
+        self.best = None
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        lr = self.model.optimizer.learning_rate
+        if callable(lr):
+            raise TypeError("ReduceLROnPlateau: the optimizer's learning rate is a schedule; "
+                            "it cannot be changed by this callback")
+        logs["learning_rate"] = lr
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"ReduceLROnPlateau: metric {self.monitor!r} is not available; "
+                          f"available: {sorted(logs)}", stacklevel=2)
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        better = self.best is None or (current < self.best - self.min_delta
+                                       if self.mode == "min"
+                                       else current > self.best + self.min_delta)
+        if better:
+            self.best = current
+            self.wait = 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience and lr > self.min_lr:
+                new_lr = max(lr * self.factor, self.min_lr)
+                self.model.optimizer.learning_rate = new_lr
+                if self.verbose:
+                    print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
+                          f"to {new_lr:.4g}.")
+                self.cooldown_counter = self.cooldown
+                self.wait = 0
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of each epoch to ``schedule(epoch, lr)``."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError("LearningRateScheduler: schedule must be callable(epoch, lr)")
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = self.model.optimizer.learning_rate
+        if callable(lr):
+            raise TypeError("LearningRateScheduler: the optimizer already has a schedule")
+        new_lr = self.schedule(epoch, lr)
+        self.model.optimizer.learning_rate = new_lr   # validated by the optimizer
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to "
+                  f"{new_lr}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self.model.optimizer.learning_rate
+
+
+class CSVLogger(Callback):
+    """Write one CSV row per epoch (epoch, then the logs in sorted order) to filename."""
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.separator = separator
+        self.append = append
+        self.file = None
+
+    def on_train_begin(self, logs=None):
+        exists = self.append and os.path.exists(self.filename) and \
+            os.path.getsize(self.filename) > 0
+        self.file = open(self.filename, "a" if self.append else "w", newline="")
+        self.writer = None
+        self.keys = None
+        self.header_written = exists
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(k for k, v in logs.items() if np.isscalar(v))
+            self.writer = csv.DictWriter(self.file, fieldnames=["epoch"] + self.keys,
+                                         delimiter=self.separator)
+            if not self.header_written:
+                self.writer.writeheader()
+        row = {"epoch": epoch}
+        row.update({k: logs.get(k, "NA") for k in self.keys})
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def on_train_end(self, logs=None):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions: LambdaCallback(on_epoch_end=lambda e, logs: ...)."""
+
+    def __init__(self, **hooks):
+        super().__init__()
+        for name, fn in hooks.items():
+            if not hasattr(Callback, name) or not name.startswith("on_"):
+                raise ValueError(f"LambdaCallback: unknown hook {name!r}")
+            setattr(self, name, fn)

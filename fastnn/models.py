@@ -1,0 +1,674 @@
+"""Sequential: a stack of layers, trained by minibatch gradient descent.
+
+One training step, as in the lecture:
+  gather the minibatch -> forward (each layer keeps what its backward needs) ->
+  loss and dL/d(output) in one kernel -> backward in reverse (dW, db, dx, regularization
+  in the same pass) -> one fused optimizer update of all parameters.
+Every arrow is a handful of calls into fastnn/_core, each doing real work with the GIL
+released. The arrays a step touches (batch, activations, gradients) are made once per
+batch size and reused: a step allocates no arrays.
+
+All parameters live in one flat array and all gradients in another; each layer's W and b
+are views into them. That makes the optimizer one kernel call per step, and
+get/set_weights, saving and the gradient monitor plain slices.
+"""
+import collections
+import threading
+import time
+
+import numpy as np
+
+from fastnn import _random, _threads
+from fastnn import _validation as v
+from fastnn import callbacks as callbacks_module
+from fastnn import initializers, layers as layers_module, losses, metrics as metrics_module
+from fastnn import optimizers
+from fastnn._core import ops as _ops
+from fastnn._core import random as _rand
+
+_MAX_CACHED_SIZES = 4   # batch sizes whose buffers are kept (a fit needs at most 2)
+
+
+class _Workspace:
+    """The buffers for one batch size n: each layer's, plus the gathered minibatch (x, y,
+    sample weights) and the loss gradient when a loss is computed."""
+
+    def __init__(self, model, n, training, with_loss):
+        dt = model.dtype
+        self.n = n
+        self.version = model._version
+        self.bufs = [layer.make_buffers(n, dt, training, need_grad_x=i > 0)
+                     for i, layer in enumerate(model.layers)]
+        self.inputs = [None] * len(model.layers)
+        if training:
+            self.x = np.empty((n, model.input_dim), dt)
+            self.sw = np.empty(n, dt)
+            if model.loss.target == "sparse":
+                self.y = np.empty(n, np.int64)
+            else:
+                self.y = np.empty((n, model.output_dim), dt)
+        if with_loss:
+            self.grad = np.empty((n, model.output_dim), dt)
+
+
+class Sequential:
+    """A linear stack of layers (Keras's Sequential).
+
+    Sequential([Dense(500, activation="sigmoid", input_dim=784), Dense(10, "softmax")],
+               dtype="float32")
+    dtype is 'float32' (default) or 'float64'; inputs of another dtype are converted once
+    per call, not per batch.
+    """
+
+    def __init__(self, layers=None, dtype="float32", name="sequential"):
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"Sequential: dtype must be 'float32' or 'float64', got "
+                            f"{dtype!r}") from None
+        if dt not in (np.float32, np.float64):
+            raise ValueError(f"Sequential: dtype must be 'float32' or 'float64', got {dt}")
+        self.dtype = dt
+        self.name = name
+        self.layers = []
+        self.built = False
+        self.compiled = False
+        self.loss = self.optimizer = None
+        self.metrics = []
+        self.stop_training = False
+        self.history = None
+        self.seed = None
+        self._version = 0
+        self._train_cache = collections.OrderedDict()
+        self._local = threading.local()
+        self._train_lock = threading.Lock()
+        if layers is not None:
+            if isinstance(layers, layers_module.Layer):
+                layers = [layers]
+            for layer in layers:
+                self.add(layer)
+
+    # ---------------------------------------------------------------- structure --
+    def add(self, layer):
+        """Append a layer (before the model is built)."""
+        if not isinstance(layer, layers_module.Layer):
+            raise TypeError(f"Sequential.add: expected a fn.layers layer, got {layer!r}")
+        if self.built:
+            raise ValueError("Sequential.add: the model is already built; add every layer "
+                             "before compiling with data or calling build()")
+        if any(layer is other for other in self.layers):
+            raise ValueError(f"Sequential.add: layer {layer.name!r} is already in the model")
+        self.layers.append(layer)
+
+    @property
+    def input_dim(self):
+        return self.layers[0].input_dim if self.layers else None
+
+    @property
+    def output_dim(self):
+        return self.layers[-1].units if self.built else None
+
+    def build(self, input_dim=None):
+        """Fix every shape and initialize the weights (from the model's seed).
+
+        input_dim: the number of input features; needed only when the first layer was
+        made without input_dim (fit() passes the data's width).
+        """
+        if self.built:
+            return
+        if not self.layers:
+            raise ValueError("Sequential.build: the model has no layers")
+        dim = self.layers[0].input_dim if self.layers[0].input_dim is not None else input_dim
+        if dim is None:
+            raise ValueError("Sequential.build: the input width is unknown; give the first "
+                             "layer input_dim=..., or call build(input_dim)/fit(x, y)")
+        dim = v.positive_int("input_dim", dim)
+        _threads.ensure_default()
+        for layer in self.layers:
+            dim = layer.build(dim)
+        self.seed = _random.new_model_seed()
+        self._allocate_parameters()
+        self.built = True
+        self._version += 1
+        if self.compiled:
+            self._finish_compile()
+
+    def _allocate_parameters(self):
+        specs = [(layer, name, shape, init) for layer in self.layers
+                 for name, shape, init in layer.param_specs()]
+        sizes = [int(np.prod(shape)) for _, _, shape, _ in specs]
+        self._bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        total = int(self._bounds[-1])
+        self._params = np.zeros(total, self.dtype)
+        self._grads = np.zeros(total, self.dtype)
+        rng = _random.generator(self.seed, _random.INIT)
+        views = collections.defaultdict(lambda: ([], []))
+        for (layer, name, shape, init), lo, hi in zip(specs, self._bounds[:-1],
+                                                      self._bounds[1:]):
+            p = self._params[lo:hi].reshape(shape)
+            g = self._grads[lo:hi].reshape(shape)
+            p[...] = initializers.get(init)(rng, shape)
+            views[id(layer)][0].append(p)
+            views[id(layer)][1].append(g)
+        for layer in self.layers:
+            if id(layer) in views:
+                layer.bind(*views[id(layer)])
+        self._dropout_layers = [(i, layer) for i, layer in enumerate(self.layers)
+                                if isinstance(layer, layers_module.Dropout)]
+
+    def count_params(self):
+        self._require_built("count_params")
+        return sum(layer.count_params() for layer in self.layers)
+
+    def summary(self, print_fn=print):
+        """Print each layer's type, output shape and parameter count, and the totals."""
+        self._require_built("summary")
+        rows = [(f"{layer.name} ({type(layer).__name__})", f"(None, {layer.units})",
+                 f"{layer.count_params():,}") for layer in self.layers]
+        w0 = max(len("Layer (type)"), *(len(r[0]) for r in rows)) + 2
+        w1 = max(len("Output Shape"), *(len(r[1]) for r in rows)) + 2
+        line = "=" * (w0 + w1 + 12)
+        out = [f'Model: "{self.name}" ({self.dtype.name})', line,
+               f"{'Layer (type)':<{w0}}{'Output Shape':<{w1}}Param #", line]
+        out += [f"{a:<{w0}}{b:<{w1}}{c}" for a, b, c in rows]
+        total = self.count_params()
+        out += [line, f"Total params: {total:,} "
+                      f"({total * self.dtype.itemsize / 1024:,.1f} KiB)", line]
+        print_fn("\n".join(out))
+
+    # ------------------------------------------------------------------ weights --
+    def get_weights(self):
+        """Copies of the weights: [W0, b0, W1, b1, ...], W of shape (inputs, units)."""
+        self._require_built("get_weights")
+        return [w.copy() for layer in self.layers for w in layer.weights]
+
+    def set_weights(self, weights):
+        """Set the weights from a list shaped like get_weights() (values are copied)."""
+        self._require_built("set_weights")
+        targets = [w for layer in self.layers for w in layer.weights]
+        weights = list(weights)
+        if len(weights) != len(targets):
+            raise ValueError(f"set_weights: expected {len(targets)} arrays, got "
+                             f"{len(weights)}")
+        arrays = []
+        for i, (src, dst) in enumerate(zip(weights, targets)):
+            arr = v.as_array(f"set_weights: weights[{i}]", src)
+            if arr.shape != dst.shape:
+                raise ValueError(f"set_weights: weights[{i}] must have shape {dst.shape}, "
+                                 f"got {arr.shape}")
+            arr = np.ascontiguousarray(arr, dtype=self.dtype)
+            v.check_finite(f"set_weights: weights[{i}]", arr)
+            arrays.append(arr)
+        for src, dst in zip(arrays, targets):
+            dst[...] = src
+
+    @property
+    def trainable_weights(self):
+        """Live views of the weights (changing them changes the model)."""
+        self._require_built("trainable_weights")
+        return [w for layer in self.layers for w in layer.weights]
+
+    # ------------------------------------------------------------------ compile --
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """Choose the loss, the optimizer and the metrics (Keras's names).
+
+        loss: 'mse', 'categorical_crossentropy', 'sparse_categorical_crossentropy',
+        'binary_crossentropy' or a fn.losses.Loss. optimizer: a name ('sgd', 'momentum',
+        'nesterov', 'adagrad', 'rmsprop', 'adam', 'adamw') or a fn.optimizers object.
+        metrics: a list of 'accuracy' (and its specific names).
+        """
+        if loss is None:
+            raise ValueError("compile: loss is required, e.g. loss='categorical_crossentropy'")
+        self.loss = losses.get(loss)
+        self.optimizer = optimizers.get(optimizer)
+        if metrics is None:
+            metrics = []
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        if not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"compile: metrics must be a list of names, got {metrics!r}")
+        for m in metrics:
+            if not isinstance(m, str) or m not in metrics_module.NAMES:
+                raise ValueError(f"compile: unknown metric {m!r}; supported: "
+                                 f"{sorted(metrics_module.NAMES)}")
+        self._metric_names = list(metrics)
+        self.compiled = True
+        if not self.built and self.layers and self.layers[0].input_dim is not None:
+            self.build()
+        elif self.built:
+            self._finish_compile()
+
+    def _finish_compile(self):
+        last = self.layers[-1]
+        self.metrics = [metrics_module.get(m, self.loss, self.output_dim)
+                        for m in self._metric_names]
+        self._fused = last.output_activation() == self.loss.fuses_with is not None
+        for layer in self.layers:
+            layer.keep_logits(layer is last and self._fused)
+        self.optimizer.build(self._params, self._bounds)
+        self._version += 1
+        self._train_cache.clear()
+
+    def _require_built(self, what):
+        if not self.built and self.layers and self.layers[0].input_dim is not None:
+            self.build()
+        if not self.built:
+            raise ValueError(f"{what}: the model is not built yet; give the first layer "
+                             f"input_dim=..., or call build() or fit() first")
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise ValueError(f"{what}: call model.compile(loss=..., optimizer=...) first")
+
+    # --------------------------------------------------------------- workspaces --
+    def _train_workspace(self, n):
+        ws = self._train_cache.get(n)
+        if ws is None or ws.version != self._version:
+            ws = _Workspace(self, n, training=True, with_loss=True)
+            self._train_cache[n] = ws
+            while len(self._train_cache) > _MAX_CACHED_SIZES:
+                self._train_cache.popitem(last=False)
+        return ws
+
+    def _inference_workspace(self, n, with_loss):
+        # One cache per thread: predict/evaluate may run in several threads at once.
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = collections.OrderedDict()
+        key = (n, with_loss)
+        ws = cache.get(key)
+        if ws is None or ws.version != self._version:
+            ws = _Workspace(self, n, training=False, with_loss=with_loss)
+            cache[key] = ws
+            while len(cache) > _MAX_CACHED_SIZES:
+                cache.popitem(last=False)
+        return ws
+
+    # ------------------------------------------------------------- forward/back --
+    def _forward(self, x, ws, training, epoch=0, step=0):
+        h = x
+        keys = {}
+        if training:
+            for i, layer in self._dropout_layers:
+                seed = self.seed if layer.seed is None else layer.seed
+                keys[i] = _rand.mix_key(seed, epoch, step, i)
+        for i, layer in enumerate(self.layers):
+            ws.inputs[i] = h
+            h = layer.forward(h, ws.bufs[i], training, keys.get(i, 0))
+        return h
+
+    def _loss(self, ws, p, y, sw, n):
+        """Σ wᵢ lossᵢ of the batch; writes dL/d(output) (or dL/dz, fused) into ws.grad."""
+        z = self.layers[-1].logits(ws.inputs[-1], ws.bufs[-1]) if self._fused else None
+        return self.loss.compute(p, z, y, sw, ws.grad, 1.0 / n)
+
+    def _backward(self, ws):
+        """Backward pass in reverse; fills the flat gradient. Returns the penalty."""
+        g = ws.grad
+        penalty = 0.0
+        last = len(self.layers) - 1
+        for i in range(last, -1, -1):
+            layer = self.layers[i]
+            g = layer.backward(ws.inputs[i], ws.bufs[i], g, i > 0,
+                               grad_is_dz=(i == last and self._fused))
+            penalty += ws.bufs[i].penalty
+        return penalty
+
+    # -------------------------------------------------------------------- input --
+    def _prepare(self, what, x, y=None, sample_weight=None, class_weight=None):
+        """Validate and convert (once) x, y and the per-sample weights."""
+        if not self.built:
+            arr = v.as_array(f"{what}: x", x)
+            if arr.ndim == 2 and arr.shape[1] > 0:
+                self.build(arr.shape[1])
+            else:
+                v.as_float_matrix(f"{what}: x", arr, self.dtype)   # raises the right error
+        x = v.as_float_matrix(f"{what}: x", x, self.dtype, width=self.input_dim)
+        if y is None:
+            return x, None, None
+        y = v.targets(f"{what}: y", y, self.loss.target, self.output_dim, x.shape[0],
+                      self.dtype)
+        sw = v.sample_weights(f"{what}: sample_weight", sample_weight, x.shape[0],
+                              self.dtype)
+        if class_weight is not None:
+            cw = self._class_weights(what, class_weight, y)
+            sw = cw if sw.shape[0] == 0 else np.ascontiguousarray(sw * cw)
+        return x, y, sw
+
+    def _class_of(self, y):
+        """Each sample's class, for class weights and the stratified split (or None)."""
+        if self.loss.target == "sparse":
+            return y
+        if self.loss.target == "onehot":
+            return np.argmax(y, axis=1)
+        if self.loss.target == "binary" and y.shape[1] == 1:
+            return (y[:, 0] > 0.5).astype(np.int64)
+        return None
+
+    def _class_weights(self, what, class_weight, y):
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"{what}: class_weight must be a dict {{class: weight}}, got "
+                            f"{type(class_weight).__name__}")
+        classes = self._class_of(y)
+        if classes is None:
+            raise ValueError(f"{what}: class_weight needs class targets (categorical or "
+                             f"single-column binary), not loss {self.loss.name!r}")
+        n_classes = max(self.output_dim, 2)
+        table = np.ones(n_classes, self.dtype)
+        for c, w in class_weight.items():
+            if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or \
+                    not 0 <= c < n_classes:
+                raise ValueError(f"{what}: class_weight keys must be class indices in "
+                                 f"[0, {n_classes}), got {c!r}")
+            table[c] = v.real(f"{what}: class_weight[{c}]", w, 0)
+        return np.ascontiguousarray(table[classes])
+
+    def _split(self, validation_split, x, y, sw):
+        """Hold out a random, class-stratified fraction (see fit). Returns index arrays."""
+        n = x.shape[0]
+        rng = _random.generator(self.seed, _random.SPLIT, n)
+        classes = self._class_of(y)
+        if classes is None:
+            order = rng.permutation(n)
+            n_val = int(round(validation_split * n))
+            val = order[:n_val]
+        else:
+            val = []
+            for c in np.unique(classes):
+                members = np.flatnonzero(classes == c)
+                rng.shuffle(members)
+                val.append(members[:int(round(validation_split * len(members)))])
+            val = np.concatenate(val)
+        if len(val) == 0 or len(val) == n:
+            raise ValueError(f"fit: validation_split={validation_split} leaves "
+                             f"{n - len(val)} training and {len(val)} validation samples "
+                             f"out of {n}; both must be at least 1")
+        mask = np.ones(n, bool)
+        mask[val] = False
+        return np.flatnonzero(mask).astype(np.int64), np.sort(val).astype(np.int64)
+
+    # ---------------------------------------------------------------------- fit --
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, validation_batch_size=None,
+            monitor_gradients=False):
+        """Train for epochs - initial_epoch epochs of minibatch gradient descent.
+
+        x (n, features), y: targets for the loss (see compile). batch_size defaults to 32;
+        a batch_size larger than the data trains on one batch per epoch. The data is
+        shuffled every epoch (seeded: the order is a function of the model's seed and the
+        epoch, so resuming with initial_epoch repeats what an uninterrupted run does).
+
+        validation_split (0 <= f < 1): holds out a random fraction f of the samples,
+        stratified by class for classification losses (each class contributes its share),
+        chosen once from the model's seed. Unlike Keras, it does NOT take the last rows.
+        validation_data=(x_val, y_val[, sample_weight_val]) overrides it.
+
+        class_weight {class: weight} and sample_weight (n,) weight each sample's loss
+        (multiplied when both are given); accuracy stays unweighted.
+
+        verbose: 0 silent, 1 progress bar (one line per epoch when not on a terminal),
+        2 one line per epoch; 'auto' is 1. Returns a History whose .history has 'loss',
+        each metric, and their 'val_' versions per epoch, plus 'samples_per_second'.
+        """
+        self._require_compiled("fit")
+        batch_size = 32 if batch_size is None else v.positive_int("fit: batch_size",
+                                                                  batch_size)
+        epochs = v.positive_int("fit: epochs", epochs, minimum=0)
+        initial_epoch = v.positive_int("fit: initial_epoch", initial_epoch, minimum=0)
+        validation_split = v.real("fit: validation_split", validation_split, 0, 1,
+                                  high_open=True)
+        if verbose == "auto":
+            verbose = 1
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"fit: verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+        if not isinstance(shuffle, bool):
+            raise TypeError(f"fit: shuffle must be True or False, got {shuffle!r}")
+        if x is None or y is None:
+            raise ValueError("fit: x and y are required")
+        x, y, sw = self._prepare("fit", x, y, sample_weight, class_weight)
+        train_idx = np.arange(x.shape[0], dtype=np.int64)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or \
+                    len(validation_data) not in (2, 3):
+                raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or "
+                                 "(x_val, y_val, sample_weight_val)")
+            val = self._prepare("fit: validation_data", *validation_data)
+        elif validation_split > 0:
+            train_idx, val_idx = self._split(validation_split, x, y, sw)
+            val = (x[val_idx], y[val_idx], sw[val_idx] if sw.shape[0] else sw)
+        val_batch = batch_size if validation_batch_size is None else v.positive_int(
+            "fit: validation_batch_size", validation_batch_size)
+
+        if not self._train_lock.acquire(blocking=False):
+            raise RuntimeError("fit: this model is already being trained in another thread; "
+                               "training one model from two threads would corrupt it")
+        try:
+            return self._fit_loop(x, y, sw, train_idx, val, batch_size, val_batch, epochs,
+                                  initial_epoch, shuffle, verbose, callbacks,
+                                  monitor_gradients)
+        finally:
+            self._train_lock.release()
+
+    def _fit_loop(self, x, y, sw, train_idx, val, batch_size, val_batch, epochs,
+                  initial_epoch, shuffle, verbose, callbacks, monitor_gradients):
+        n_train = train_idx.shape[0]
+        batch_size = min(batch_size, n_train)
+        steps = -(-n_train // batch_size)
+        history = callbacks_module.History()
+        cbs = list(callbacks or [])
+        if monitor_gradients and not any(isinstance(c, _gradient_monitor_class())
+                                         for c in cbs):
+            cbs.append(_gradient_monitor_class()())
+        if verbose:
+            cbs.append(callbacks_module.ProgbarLogger(verbose))
+        cbs.append(history)
+        params = {"epochs": epochs, "steps": steps, "batch_size": batch_size,
+                  "samples": n_train, "verbose": verbose}
+        cbl = callbacks_module.CallbackList(cbs, self, params)
+        self.history = history
+        self.stop_training = False
+        weighted = sw.shape[0] > 0
+        sparse = self.loss.target == "sparse"
+        counts = np.zeros(len(self.metrics), np.int64)
+        totals = np.zeros(len(self.metrics), np.int64)
+        logs = {}
+        cbl.on_train_begin()
+        try:
+            for epoch in range(initial_epoch, epochs):
+                cbl.on_epoch_begin(epoch)
+                start = time.perf_counter()
+                if shuffle:
+                    order = train_idx[_random.generator(
+                        self.seed, _random.SHUFFLE, epoch).permutation(n_train)]
+                else:
+                    order = train_idx
+                loss_sum = 0.0
+                seen = 0
+                counts[:] = 0
+                totals[:] = 0
+                for step in range(steps):
+                    if cbl.wants_batch_begin:
+                        cbl.on_train_batch_begin(step)
+                    idx = order[step * batch_size:(step + 1) * batch_size]
+                    n = idx.shape[0]
+                    ws = self._train_workspace(n)
+                    _ops.gather_rows(x, idx, ws.x)
+                    if sparse:
+                        _ops.gather_values(y, idx, ws.y)
+                    else:
+                        _ops.gather_rows(y, idx, ws.y)
+                    if weighted:
+                        _ops.gather_weights(sw, idx, ws.sw)
+                    p = self._forward(ws.x, ws, True, epoch, step)
+                    batch_loss = self._loss(ws, p, ws.y, ws.sw if weighted else sw, n)
+                    for j, metric in enumerate(self.metrics):
+                        hits, count = metric.count(p, ws.y)
+                        counts[j] += hits
+                        totals[j] += count
+                    penalty = self._backward(ws)
+                    batch_loss = batch_loss / n + penalty
+                    if batch_loss != batch_loss or batch_loss in (np.inf, -np.inf):
+                        self._non_finite(epoch, step, ws, batch_loss, cbl)
+                        break
+                    self.optimizer.apply(self._params, self._grads)
+                    loss_sum += batch_loss * n
+                    seen += n
+                    if cbl.wants_batch_end:
+                        blogs = {"loss": loss_sum / seen, "batch_loss": batch_loss,
+                                 "size": seen}
+                        for j, metric in enumerate(self.metrics):
+                            blogs[metric.name] = counts[j] / totals[j]
+                        cbl.on_train_batch_end(step, blogs)
+                    if self.stop_training:
+                        break
+                elapsed = time.perf_counter() - start
+                logs = {"loss": loss_sum / seen if seen else float("nan")}
+                for j, metric in enumerate(self.metrics):
+                    logs[metric.name] = counts[j] / totals[j] if totals[j] else float("nan")
+                if val is not None and seen:
+                    values = self._evaluate(*val, batch_size=val_batch)
+                    logs["val_loss"] = values[0]
+                    for metric, value in zip(self.metrics, values[1:]):
+                        logs["val_" + metric.name] = value
+                logs["samples_per_second"] = seen / elapsed if elapsed > 0 else float("inf")
+                cbl.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            cbl.on_train_end(logs)
+        return history
+
+    def _non_finite(self, epoch, step, ws, loss, cbl):
+        """A batch loss is NaN/inf: the update is skipped, so the weights stay finite."""
+        self.stop_training = True
+        if any(isinstance(c, callbacks_module.TerminateOnNaN) for c in cbl.callbacks):
+            cbl.on_train_batch_end(step, {"loss": loss, "batch_loss": loss})
+            return
+        where = "the loss"
+        for layer, buf in zip(self.layers, ws.bufs):
+            out = getattr(buf, "out", None)
+            if out is not None and out.size and not _ops.all_finite(out.reshape(-1)):
+                where = f"the output of layer {layer.name!r}"
+                break
+        raise FloatingPointError(
+            f"fit: non-finite loss ({loss}) in epoch {epoch + 1}, batch {step}: first "
+            f"non-finite values in {where}. The weights are those before this batch. "
+            f"Typical causes: a learning rate too high, or extreme input values.")
+
+    # ------------------------------------------------------------- evaluation --
+    def _evaluate(self, x, y, sw, batch_size):
+        """[mean loss (+ penalty), metrics...] over (x, y) in batches; no allocation per
+        batch (x, y are C-contiguous, so row slices are too)."""
+        n_total = x.shape[0]
+        batch_size = min(batch_size, n_total)
+        weighted = sw.shape[0] > 0
+        loss_sum = 0.0
+        counts = [0] * len(self.metrics)
+        totals = [0] * len(self.metrics)
+        for start in range(0, n_total, batch_size):
+            stop = min(start + batch_size, n_total)
+            n = stop - start
+            ws = self._inference_workspace(n, with_loss=True)
+            p = self._forward(x[start:stop], ws, False)
+            loss_sum += self._loss(ws, p, y[start:stop], sw[start:stop] if weighted else sw,
+                                   n)
+            for j, metric in enumerate(self.metrics):
+                hits, count = metric.count(p, y[start:stop])
+                counts[j] += hits
+                totals[j] += count
+        penalty = sum(layer.penalty() for layer in self.layers)
+        return [loss_sum / n_total + penalty] + [c / t for c, t in zip(counts, totals)]
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, sample_weight=None,
+                 return_dict=False):
+        """The mean loss (regularization penalty included, as Keras) and the metrics.
+
+        Returns the loss alone when there are no metrics, else [loss, metric...], or a
+        dict with return_dict=True. Safe to call from several threads at once.
+        """
+        self._require_compiled("evaluate")
+        self._require_built("evaluate")
+        batch_size = 32 if batch_size is None else v.positive_int("evaluate: batch_size",
+                                                                  batch_size)
+        x, y, sw = self._prepare("evaluate", x, y, sample_weight)
+        values = self._evaluate(x, y, sw, batch_size)
+        names = ["loss"] + [m.name for m in self.metrics]
+        if verbose:
+            print(" - ".join(f"{k}: {val:.4f}" for k, val in zip(names, values)))
+        if return_dict:
+            return dict(zip(names, values))
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """The network's outputs for x (n, features): an (n, units) array of the model's
+        dtype. Safe to call from several threads at once."""
+        self._require_built("predict")
+        batch_size = 32 if batch_size is None else v.positive_int("predict: batch_size",
+                                                                  batch_size)
+        x = v.as_float_matrix("predict: x", x, self.dtype, width=self.input_dim)
+        n_total = x.shape[0]
+        out = np.empty((n_total, self.output_dim), self.dtype)
+        batch_size = min(batch_size, n_total)
+        for start in range(0, n_total, batch_size):
+            stop = min(start + batch_size, n_total)
+            ws = self._inference_workspace(stop - start, with_loss=False)
+            out[start:stop] = self._forward(x[start:stop], ws, False)
+        return out
+
+    def __call__(self, x):
+        return self.predict(x, batch_size=len(x) if hasattr(x, "__len__") else None)
+
+    # ------------------------------------------------------------ single batch --
+    def _batch_pass(self, what, x, y, sample_weight, class_weight):
+        x, y, sw = self._prepare(what, x, y, sample_weight, class_weight)
+        n = x.shape[0]
+        ws = self._train_workspace(n)
+        p = self._forward(x, ws, True, 0, self.optimizer.iterations)
+        loss = self._loss(ws, p, y, sw, n)
+        scores = [metric.count(p, y) for metric in self.metrics]
+        penalty = self._backward(ws)
+        return loss / n + penalty, [h / t for h, t in scores]
+
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
+        """One gradient step on (x, y). Returns the batch loss (before the step, penalty
+        included), or [loss, metric...] when metrics were compiled (Keras's convention),
+        or a dict with return_dict=True."""
+        self._require_compiled("train_on_batch")
+        if not self._train_lock.acquire(blocking=False):
+            raise RuntimeError("train_on_batch: this model is being trained in another "
+                               "thread")
+        try:
+            loss, values = self._batch_pass("train_on_batch", x, y, sample_weight,
+                                            class_weight)
+            if loss != loss or loss in (np.inf, -np.inf):
+                raise FloatingPointError(f"train_on_batch: non-finite loss ({loss}); the "
+                                         f"update was skipped")
+            self.optimizer.apply(self._params, self._grads)
+        finally:
+            self._train_lock.release()
+        names = ["loss"] + [m.name for m in self.metrics]
+        if return_dict:
+            return dict(zip(names, [loss] + values))
+        return loss if not values else [loss] + values
+
+    def gradients(self, x, y, sample_weight=None):
+        """Gradients of the mean batch loss on (x, y) — regularization penalty included —
+        with respect to each weight, in get_weights() order. Dropout is active (training
+        mode); the weights are not changed."""
+        self._require_compiled("gradients")
+        if not self._train_lock.acquire(blocking=False):
+            raise RuntimeError("gradients: this model is being trained in another thread")
+        try:
+            self._batch_pass("gradients", x, y, sample_weight, None)
+            return [g.copy() for layer in self.layers for g in layer.gradients]
+        finally:
+            self._train_lock.release()
+
+    def __repr__(self):
+        return f"Sequential({self.layers!r}, dtype={self.dtype.name!r})"
+
+
+def _gradient_monitor_class():
+    return getattr(callbacks_module, "GradientMonitor")

@@ -1,0 +1,349 @@
+"""Optimizers: step 3 of the lecture, "pick the best function".
+
+All parameters of a model live in one flat array (and their gradients in another), so
+every optimizer step is a single fused kernel call that reads g, updates the slots and w in
+place, in one pass over memory, with the GIL released (fastnn/_core/optim.pyx). Slots are
+allocated once, when the optimizer is first attached to a model, and survive across `fit`
+calls (a second `fit` continues; it does not reset the moments).
+
+Notation in the docstrings: g is the gradient of the mean batch loss (regularization
+included, then clipped), η the learning rate, t the step counting from 1.
+
+Gradient conditioning (Keras's meanings; at most one may be set):
+- ``clipnorm``: each weight array's gradient is rescaled to norm ≤ clipnorm;
+- ``global_clipnorm``: all gradients together are rescaled to global norm ≤ it;
+- ``clipvalue``: each entry is clipped to [-clipvalue, clipvalue].
+
+``learning_rate`` is a float, a schedule from ``fn.optimizers.schedules`` or any callable
+of the step (called with the number of updates done so far, 0 for the first update).
+"""
+import numbers
+
+import numpy as np
+
+from fastnn import _validation as v
+from fastnn import schedules
+from fastnn._core import optim as _k
+from fastnn._core import ops as _ops
+
+_INF = float("inf")
+
+
+class Optimizer:
+    """Base class: learning rate, clipping, slots, step counting."""
+    name = None
+
+    def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None):
+        self.learning_rate = learning_rate
+        set_clips = [k for k, c in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                                    ("global_clipnorm", global_clipnorm)) if c is not None]
+        if len(set_clips) > 1:
+            raise ValueError(f"{type(self).__name__}: set at most one of clipnorm, clipvalue "
+                             f"and global_clipnorm, got {set_clips}")
+        self.clipnorm = None if clipnorm is None else v.real(
+            "clipnorm", clipnorm, 0, low_open=True)
+        self.clipvalue = None if clipvalue is None else v.real(
+            "clipvalue", clipvalue, 0, low_open=True)
+        self.global_clipnorm = None if global_clipnorm is None else v.real(
+            "global_clipnorm", global_clipnorm, 0, low_open=True)
+        self.iterations = 0
+        self._slots = None
+        self._bounds = None
+        self._size = None
+
+    # -- learning rate -----------------------------------------------------------------
+    @property
+    def learning_rate(self):
+        """The learning rate: a float, or the schedule/callable given."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if callable(value):
+            self._learning_rate = value
+        else:
+            self._learning_rate = v.real(f"{type(self).__name__}: learning_rate", value, 0)
+
+    def current_learning_rate(self):
+        """The learning rate the next update will use."""
+        lr = self._learning_rate
+        if callable(lr):
+            lr = float(lr(self.iterations))
+            if not lr >= 0 or lr == _INF:
+                raise ValueError(f"{type(self).__name__}: the learning-rate schedule returned "
+                                 f"{lr!r} at step {self.iterations}; expected a finite "
+                                 f"number >= 0")
+        return lr
+
+    # -- slots ---------------------------------------------------------------------------
+    def build(self, params, bounds):
+        """Allocate the slots for a flat parameter array (once). bounds: int64 offsets of
+        each weight array in it (for clipnorm)."""
+        if self._slots is not None:
+            if self._size != params.shape[0] or self._dtype != params.dtype:
+                raise ValueError(f"{type(self).__name__}: this optimizer is already used by a "
+                                 f"model with {self._size} {self._dtype} parameters; make "
+                                 f"a new optimizer for this model")
+            return
+        self._size = params.shape[0]
+        self._dtype = params.dtype
+        self._bounds = np.ascontiguousarray(bounds, dtype=np.int64)
+        self._norms = np.empty(len(bounds) - 1, np.float64)
+        self._slots = {k: (np.full(self._size, init, params.dtype) if used
+                           else np.empty(0, params.dtype))
+                       for k, (used, init) in self._slot_specs().items()}
+
+    def _slot_specs(self):
+        """{slot name: (used, initial value)}."""
+        return {}
+
+    def variables(self):
+        """The optimizer's state: {'iterations': int, slot name: flat array} (live views)."""
+        state = {"iterations": self.iterations}
+        if self._slots:
+            state.update(self._slots)
+        return state
+
+    def set_variables(self, state):
+        """Restore state saved from ``variables()`` (after ``build``)."""
+        self.iterations = int(state["iterations"])
+        for k, arr in self._slots.items():
+            if k in state:
+                src = np.asarray(state[k])
+                if src.shape != arr.shape:
+                    raise ValueError(f"optimizer slot {k!r}: expected shape {arr.shape}, got "
+                                     f"{src.shape}")
+                arr[...] = src
+
+    # -- the step --------------------------------------------------------------------------
+    def _conditioning(self, grads):
+        """Apply clipnorm in place; return (grad_scale, clipvalue) for the kernel."""
+        if self.clipnorm is not None:
+            _ops.segment_sum_squares(grads, self._bounds, self._norms)
+            norms = np.sqrt(self._norms)
+            scales = np.where(norms > self.clipnorm, self.clipnorm / np.maximum(norms, 1e-300),
+                              1.0)
+            _ops.scale_segments(grads, self._bounds, scales)
+        scale = 1.0
+        if self.global_clipnorm is not None:
+            _ops.segment_sum_squares(grads, self._bounds, self._norms)
+            norm = float(np.sqrt(self._norms.sum()))
+            if norm > self.global_clipnorm:
+                scale = self.global_clipnorm / norm
+        return scale, (_INF if self.clipvalue is None else self.clipvalue)
+
+    def apply(self, params, grads):
+        """One update of the flat params from the flat grads (in place)."""
+        lr = self.current_learning_rate()
+        scale, clip = self._conditioning(grads)
+        self.iterations += 1
+        self._update(params, grads, lr, scale, clip)
+
+    def _update(self, params, grads, lr, scale, clip):
+        raise NotImplementedError
+
+    def get_config(self):
+        lr = self._learning_rate
+        if isinstance(lr, schedules.LearningRateSchedule):
+            lr = {"class_name": type(lr).__name__, "config": lr.get_config()}
+        elif callable(lr):
+            lr = None   # an arbitrary callable cannot be described as data
+        cfg = {"name": self.name, "learning_rate": lr, "clipnorm": self.clipnorm,
+               "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
+        cfg.update(self._hyper())
+        return cfg
+
+    def _hyper(self):
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={val!r}" for k, val in self.get_config().items()
+                         if k != "name" and val is not None)
+        return f"{type(self).__name__}({args})"
+
+
+def _check_unit(owner, name, value, high_open=True):
+    return v.real(f"{owner}: {name}", value, 0, 1, high_open=high_open)
+
+
+def _check_eps(owner, value):
+    return v.real(f"{owner}: epsilon", value, 0, low_open=True)
+
+
+class SGD(Optimizer):
+    """Gradient descent, with optional (Nesterov) momentum.
+
+    plain:     w ← w − η·g
+    momentum:  v ← μ·v − η·g;  w ← w + v
+    Nesterov:  v ← μ·v − η·g;  w ← w + μ·v − η·g   (with the new v)
+    """
+    name = "sgd"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **clip):
+        super().__init__(learning_rate, **clip)
+        self.momentum = _check_unit("SGD", "momentum", momentum, high_open=False)
+        if not isinstance(nesterov, bool):
+            raise TypeError(f"SGD: nesterov must be True or False, got {nesterov!r}")
+        if nesterov and self.momentum == 0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0")
+        self.nesterov = nesterov
+
+    def _slot_specs(self):
+        return {"velocity": (self.momentum > 0, 0.0)}
+
+    def _update(self, w, g, lr, scale, clip):
+        if self.momentum > 0:
+            _k.sgd_momentum(w, g, self._slots["velocity"], lr, self.momentum, self.nesterov,
+                            scale, clip)
+        else:
+            _k.sgd(w, g, lr, scale, clip)
+
+    def _hyper(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adagrad(Optimizer):
+    """G ← G + g²;  w ← w − η·g / (√G + ε)   (the lecture's formula; G starts at
+    initial_accumulator_value)."""
+    name = "adagrad"
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.0, epsilon=1e-7,
+                 **clip):
+        super().__init__(learning_rate, **clip)
+        self.initial_accumulator_value = v.real(
+            "Adagrad: initial_accumulator_value", initial_accumulator_value, 0)
+        self.epsilon = _check_eps("Adagrad", epsilon)
+
+    def _slot_specs(self):
+        return {"accumulator": (True, self.initial_accumulator_value)}
+
+    def _update(self, w, g, lr, scale, clip):
+        _k.adagrad(w, g, self._slots["accumulator"], lr, self.epsilon, scale, clip)
+
+    def _hyper(self):
+        return {"initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+class RMSprop(Optimizer):
+    """s ← ρ·s + (1−ρ)·g²;  step = η·g / (√s + ε);  w ← w − step.
+
+    centered: also m ← ρ·m + (1−ρ)·g and √(s − m²) replaces √s.
+    momentum μ > 0: v ← μ·v + step;  w ← w − v.
+    """
+    name = "rmsprop"
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 centered=False, **clip):
+        super().__init__(learning_rate, **clip)
+        self.rho = _check_unit("RMSprop", "rho", rho)
+        self.momentum = _check_unit("RMSprop", "momentum", momentum, high_open=False)
+        self.epsilon = _check_eps("RMSprop", epsilon)
+        if not isinstance(centered, bool):
+            raise TypeError(f"RMSprop: centered must be True or False, got {centered!r}")
+        self.centered = centered
+
+    def _slot_specs(self):
+        return {"mean_square": (True, 0.0), "mean_grad": (self.centered, 0.0),
+                "velocity": (self.momentum > 0, 0.0)}
+
+    def _update(self, w, g, lr, scale, clip):
+        s = self._slots
+        _k.rmsprop(w, g, s["mean_square"], s["mean_grad"], s["velocity"], lr, self.rho,
+                   self.momentum, self.epsilon, self.centered, scale, clip)
+
+    def _hyper(self):
+        return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
+
+
+class Adam(Optimizer):
+    """m ← β₁·m + (1−β₁)·g;  v ← β₂·v + (1−β₂)·g²;
+    w ← w − η·m̂ / (√v̂ + ε),  m̂ = m / (1−β₁ᵗ),  v̂ = v / (1−β₂ᵗ).
+
+    amsgrad: v̂ uses the running maximum of v (as PyTorch and Keras do).
+    """
+    name = "adam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, **clip):
+        super().__init__(learning_rate, **clip)
+        owner = type(self).__name__
+        self.beta_1 = _check_unit(owner, "beta_1", beta_1)
+        self.beta_2 = _check_unit(owner, "beta_2", beta_2)
+        self.epsilon = _check_eps(owner, epsilon)
+        if not isinstance(amsgrad, bool):
+            raise TypeError(f"{owner}: amsgrad must be True or False, got {amsgrad!r}")
+        self.amsgrad = amsgrad
+        self.weight_decay = 0.0
+
+    def _slot_specs(self):
+        return {"m": (True, 0.0), "v": (True, 0.0), "v_max": (self.amsgrad, 0.0)}
+
+    def _update(self, w, g, lr, scale, clip):
+        t = self.iterations
+        s = self._slots
+        _k.adam(w, g, s["m"], s["v"], s["v_max"], lr, self.beta_1, self.beta_2,
+                self.epsilon, 1.0 - self.beta_1 ** t, 1.0 - self.beta_2 ** t, self.amsgrad,
+                self.weight_decay, scale, clip)
+
+    def _hyper(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "amsgrad": self.amsgrad}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: first w ← w − η·λ·w, then the Adam step."""
+    name = "adamw"
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, **clip):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, **clip)
+        self.weight_decay = v.real("AdamW: weight_decay", weight_decay, 0)
+
+    def _hyper(self):
+        h = super()._hyper()
+        h["weight_decay"] = self.weight_decay
+        return h
+
+
+OPTIMIZERS = {
+    "sgd": lambda: SGD(),
+    "momentum": lambda: SGD(momentum=0.9),
+    "nesterov": lambda: SGD(momentum=0.9, nesterov=True),
+    "adagrad": lambda: Adagrad(),
+    "rmsprop": lambda: RMSprop(),
+    "adam": lambda: Adam(),
+    "adamw": lambda: AdamW(),
+}
+CLASSES = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+
+
+def get(optimizer):
+    """An Optimizer from a name ('sgd', 'adam', ...) or an Optimizer instance."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
+        return OPTIMIZERS[optimizer.lower()]()
+    raise ValueError(f"compile: unknown optimizer {optimizer!r}; expected one of "
+                     f"{sorted(OPTIMIZERS)} or a fn.optimizers.Optimizer")
+
+
+def from_config(config):
+    """Rebuild an optimizer from ``get_config()`` output."""
+    config = dict(config)
+    name = config.pop("name")
+    if name not in CLASSES:
+        raise ValueError(f"unknown optimizer {name!r} in config")
+    lr = config.get("learning_rate")
+    if isinstance(lr, dict):
+        cls = schedules.SCHEDULES.get(lr.get("class_name"))
+        if cls is None:
+            raise ValueError(f"unknown learning-rate schedule {lr.get('class_name')!r}")
+        config["learning_rate"] = cls(**lr["config"])
+    elif lr is None:
+        raise ValueError("this optimizer's learning rate was an arbitrary callable; pass it "
+                         "again when loading")
+    if name == "sgd" and not config.get("nesterov"):
+        config.pop("nesterov", None)
+    return CLASSES[name](**config)
