@@ -318,7 +318,72 @@ class Dropout(Layer):
         return f"Dropout({self.rate}, name={self.name!r})"
 
 
-LAYERS = {"Dense": Dense, "Activation": Activation, "Dropout": Dropout}
+class Maxout(Dense):
+    """Maxout (Goodfellow et al. 2013): a linear layer with units · pieces outputs, then
+    the maximum over each group of `pieces`: out[:, u] = max_p (x @ W + b)[:, u·pieces + p].
+
+    A learnable piecewise-linear activation (ReLU is the special case max(z, 0)).
+    Backward routes each output's gradient to the piece that won.
+    Shapes: W (input_dim, units · pieces), b (units · pieces,), out (n, units).
+    """
+
+    def __init__(self, units, pieces=2, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 input_dim=None, name=None):
+        super().__init__(units, None, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, input_dim=input_dim,
+                         name=name)
+        self.pieces = _positive_int("pieces", pieces, "Maxout")
+
+    def param_specs(self):
+        width = self.units * self.pieces
+        return [("kernel", (self.input_dim, width), self.kernel_initializer),
+                ("bias", (width,), self.bias_initializer if self.use_bias else "zeros")]
+
+    def count_params(self):
+        width = self.units * self.pieces
+        return self.input_dim * width + (width if self.use_bias else 0)
+
+    def output_activation(self):
+        return None
+
+    def keep_logits(self, keep):
+        pass
+
+    def make_buffers(self, n, dtype, training, need_grad_x):
+        buf = _Buffers()
+        width = self.units * self.pieces
+        buf.out = np.empty((n, self.units), dtype)
+        buf.z = np.empty((n, width), dtype)
+        buf.winner = np.empty((n, self.units), np.int32)
+        buf.grad_x = np.empty((n if training and need_grad_x else 0, self.input_dim), dtype)
+        return buf
+
+    def forward(self, x, buf, training, key=0):
+        _dense.maxout_forward(x, self.W, self.b, buf.z, buf.out, buf.winner, self.pieces)
+        return buf.out
+
+    def backward(self, x, buf, grad_out, need_grad_x, grad_is_dz=False):
+        kl1, kl2, bl1, bl2 = self._l1_l2()
+        # buf.z is free after the forward pass: reuse it as the scratch dL/dz.
+        buf.penalty = _dense.maxout_backward(x, self.W, self.b, grad_out, buf.winner, buf.z,
+                                             self.dW, self.db, buf.grad_x, kl1, kl2, bl1,
+                                             bl2)
+        if not self.use_bias:
+            self.db.fill(0)
+        return buf.grad_x if need_grad_x else None
+
+    def get_config(self):
+        config = super().get_config()
+        del config["activation"], config["alpha"]
+        config["pieces"] = self.pieces
+        return config
+
+    def __repr__(self):
+        return f"Maxout({self.units}, pieces={self.pieces}, name={self.name!r})"
+
+
+LAYERS = {"Dense": Dense, "Activation": Activation, "Dropout": Dropout, "Maxout": Maxout}
 
 
 def from_config(kind, config):

@@ -78,6 +78,10 @@ class Sequential:
         self.stop_training = False
         self.history = None
         self.seed = None
+        # Epochs trained so far, over all fit calls: each epoch's shuffle and dropout masks
+        # derive from (seed, this counter), so fit(2) + fit(2) == fit(4), and a model
+        # saved after 2 epochs and loaded elsewhere continues exactly.
+        self.epochs_trained = 0
         self._version = 0
         self._train_cache = collections.OrderedDict()
         self._local = threading.local()
@@ -479,9 +483,10 @@ class Sequential:
             for epoch in range(initial_epoch, epochs):
                 cbl.on_epoch_begin(epoch)
                 start = time.perf_counter()
+                counter = self.epochs_trained
                 if shuffle:
                     order = train_idx[_random.generator(
-                        self.seed, _random.SHUFFLE, epoch).permutation(n_train)]
+                        self.seed, _random.SHUFFLE, counter).permutation(n_train)]
                 else:
                     order = train_idx
                 loss_sum = 0.0
@@ -501,7 +506,7 @@ class Sequential:
                         _ops.gather_rows(y, idx, ws.y)
                     if weighted:
                         _ops.gather_weights(sw, idx, ws.sw)
-                    p = self._forward(ws.x, ws, True, epoch, step)
+                    p = self._forward(ws.x, ws, True, counter, step)
                     batch_loss = self._loss(ws, p, ws.y, ws.sw if weighted else sw, n)
                     for j, metric in enumerate(self.metrics):
                         hits, count = metric.count(p, ws.y)
@@ -524,6 +529,7 @@ class Sequential:
                     if self.stop_training:
                         break
                 elapsed = time.perf_counter() - start
+                self.epochs_trained += 1
                 logs = {"loss": loss_sum / seen if seen else float("nan")}
                 for j, metric in enumerate(self.metrics):
                     logs[metric.name] = counts[j] / totals[j] if totals[j] else float("nan")
@@ -625,7 +631,8 @@ class Sequential:
         x, y, sw = self._prepare(what, x, y, sample_weight, class_weight)
         n = x.shape[0]
         ws = self._train_workspace(n)
-        p = self._forward(x, ws, True, 0, self.optimizer.iterations)
+        # Dropout masks for single batches: from the step counter, in a stream of their own.
+        p = self._forward(x, ws, True, 2**62, self.optimizer.iterations)
         loss = self._loss(ws, p, y, sw, n)
         scores = [metric.count(p, y) for metric in self.metrics]
         penalty = self._backward(ws)

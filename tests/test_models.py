@@ -228,7 +228,8 @@ def test_set_seed_gives_bit_identical_training():
     assert not all(np.array_equal(wa, wc) for wa, wc in zip(a.get_weights(), c.get_weights()))
 
 
-def test_resume_with_initial_epoch_is_exact():
+@pytest.mark.parametrize("second_call", ["plain", "initial_epoch"])
+def test_warm_start_equals_one_long_fit(second_call):
     a, _ = train_once(9, epochs=4)
     fn.set_seed(9)
     x, y = make_data(300, 10, 4, "sparse", seed=1)
@@ -236,7 +237,12 @@ def test_resume_with_initial_epoch_is_exact():
                        L.Dense(4, activation="softmax")])
     b.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     b.fit(x, y, batch_size=32, epochs=2, verbose=0, validation_split=0.2)
-    b.fit(x, y, batch_size=32, epochs=4, initial_epoch=2, verbose=0, validation_split=0.2)
+    if second_call == "plain":
+        b.fit(x, y, batch_size=32, epochs=2, verbose=0, validation_split=0.2)
+    else:
+        b.fit(x, y, batch_size=32, epochs=4, initial_epoch=2, verbose=0,
+              validation_split=0.2)
+    assert b.epochs_trained == 4
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         assert np.array_equal(wa, wb)
 
@@ -381,3 +387,33 @@ def test_threads_setting():
     fn.set_num_threads(1)
     assert fn.get_num_threads() == 1
     fn.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("pieces", [1, 2, 3])
+def test_maxout_gradient_and_forward(pieces):
+    fn.set_seed(8)
+    model = fn.Sequential([L.Maxout(4, pieces=pieces, input_dim=3,
+                                    kernel_regularizer=fn.regularizers.l2(0.01)),
+                           L.Maxout(3, pieces=pieces), L.Dense(2, activation="softmax")],
+                          dtype="float64")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    x, y = make_data(6, 3, 2, "sparse")
+    assert_gradients_match(model, x, y)
+    w0, b0 = model.get_weights()[:2]
+    z = (x @ w0 + b0).reshape(6, 4, pieces)
+    ws = model._inference_workspace(6, False)
+    model._forward(np.ascontiguousarray(x), ws, False)
+    np.testing.assert_allclose(ws.bufs[0].out, z.max(axis=2), rtol=1e-12)
+    assert model.layers[0].count_params() == 3 * 4 * pieces + 4 * pieces
+
+
+def test_maxout_learns_xor():
+    fn.set_seed(1)
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
+    y = np.array([0, 1, 1, 0])
+    model = fn.Sequential([L.Maxout(4, pieces=3, input_dim=2),
+                           L.Dense(2, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=fn.optimizers.Adam(0.05),
+                  metrics=["accuracy"])
+    model.fit(x, y, batch_size=4, epochs=300, verbose=0)
+    assert model.evaluate(x, y)[1] == 1.0

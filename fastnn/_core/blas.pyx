@@ -14,7 +14,7 @@ cdef void matmul(bint trans_a, bint trans_b, int m, int n, int k,
     for the same products, see shared/PERF-NOTES.md). beta must be 0 or 1 for the ger
     path; any other beta goes to gemm. Empty products never reach BLAS.
     """
-    cdef int i
+    cdef int i, j
     if m <= 0 or n <= 0:
         return
     if k <= 0:
@@ -22,6 +22,10 @@ cdef void matmul(bint trans_a, bint trans_b, int m, int n, int k,
         if beta == 0:
             for i in range(m):
                 memset(c + i * ldc, 0, n * sizeof(floating))
+        elif beta != 1:
+            for i in range(m):
+                for j in range(n):
+                    c[i * ldc + j] *= beta
         return
     if m == 1:
         # c[0, :] = alpha * op(B)^T @ op(A)[0, :] (+ beta c)

@@ -1,9 +1,12 @@
 """Dense layer kernels: forward (x @ W + b, then the activation) and backward (dz, dW, db,
-dx, plus the regularization gradient), each one call with the GIL released.
+dx, plus the regularization gradient), each one call with the GIL released; and the same
+for maxout (a dense layer followed by a max over groups of `pieces` columns).
 
 Shapes: x (n, k), W (k, m), b (m,), out (n, m). All arrays C-contiguous, n, k, m >= 1.
 """
 from libc.math cimport fabs
+from libc.stdint cimport int32_t
+from libc.string cimport memset
 from cython cimport floating
 
 from fastnn._core.blas cimport matmul
@@ -77,3 +80,64 @@ def penalty(const floating[::1] w, double l1, double l2):
             s1 += fabs(v)
             s2 += v * v
     return l1 * s1 + l2 * s2
+
+
+def maxout_forward(const floating[:, ::1] x, const floating[:, ::1] w,
+                   const floating[::1] b, floating[:, ::1] z, floating[:, ::1] out,
+                   int32_t[:, ::1] winner, int pieces):
+    """Maxout: z = x @ w + b (n, units * pieces); out[i, u] = max of z[i, u*pieces:
+    (u+1)*pieces] and winner[i, u] = the column of z that won (first maximum)."""
+    cdef int n = x.shape[0], k = x.shape[1], m = w.shape[1], units = out.shape[1]
+    cdef Py_ssize_t i, j, u, c, best
+    cdef floating v
+    with nogil:
+        matmul(False, False, n, m, k, <floating>1, &x[0, 0], k, &w[0, 0], m,
+               <floating>0, &z[0, 0], m)
+        for i in range(n):
+            for j in range(m):
+                z[i, j] += b[j]
+            for u in range(units):
+                best = u * pieces
+                v = z[i, best]
+                for c in range(best + 1, best + pieces):
+                    if z[i, c] > v:
+                        v = z[i, c]
+                        best = c
+                out[i, u] = v
+                winner[i, u] = <int32_t>best
+
+
+def maxout_backward(const floating[:, ::1] x, const floating[:, ::1] w,
+                    const floating[::1] b, const floating[:, ::1] grad_out,
+                    const int32_t[:, ::1] winner, floating[:, ::1] dz,
+                    floating[:, ::1] grad_w, floating[::1] grad_b, floating[:, ::1] grad_x,
+                    floating kernel_l1=0, floating kernel_l2=0, floating bias_l1=0,
+                    floating bias_l2=0):
+    """Backward of maxout: the gradient of each output goes to the piece that won.
+
+    dz (n, units * pieces) is scratch; grad_w = x^T dz, grad_b = column sums of dz,
+    grad_x = dz @ w^T if grad_x has rows. Returns the regularization penalty.
+    """
+    cdef int n = x.shape[0], k = x.shape[1], m = w.shape[1], units = grad_out.shape[1]
+    cdef Py_ssize_t i, j, u
+    cdef double penalty = 0
+    cdef floating g
+    with nogil:
+        memset(&grad_b[0], 0, m * sizeof(floating))
+        for i in range(n):
+            memset(&dz[i, 0], 0, m * sizeof(floating))
+            for u in range(units):
+                g = grad_out[i, u]
+                dz[i, winner[i, u]] = g
+                grad_b[winner[i, u]] += g
+        matmul(True, False, k, m, n, <floating>1, &x[0, 0], k, &dz[0, 0], m,
+               <floating>0, &grad_w[0, 0], m)
+        if grad_x.shape[0] > 0:
+            matmul(False, True, n, k, m, <floating>1, &dz[0, 0], m, &w[0, 0], m,
+                   <floating>0, &grad_x[0, 0], k)
+        if kernel_l1 != 0 or kernel_l2 != 0:
+            penalty += _add_penalty_grad(&w[0, 0], &grad_w[0, 0], <Py_ssize_t>k * m,
+                                         kernel_l1, kernel_l2)
+        if bias_l1 != 0 or bias_l2 != 0:
+            penalty += _add_penalty_grad(&b[0], &grad_b[0], m, bias_l1, bias_l2)
+    return penalty

@@ -29,7 +29,12 @@ def uniform(floating[::1] out, uint64_t key):
     cdef Py_ssize_t i
     with nogil:
         for i in range(out.shape[0]):
-            out[i] = <floating>((_mix(key + <uint64_t>i) >> 11) * (1.0 / 9007199254740992.0))
+            if floating is float:
+                # 24 bits: every value is exactly representable, so the result stays < 1
+                # (a 53-bit value rounded to float could round up to 1.0f).
+                out[i] = <float>((_mix(key + <uint64_t>i) >> 40) * (1.0 / 16777216.0))
+            else:
+                out[i] = (_mix(key + <uint64_t>i) >> 11) * (1.0 / 9007199254740992.0)
 
 
 def dropout_forward(const floating[:, ::1] x, floating[:, ::1] mask, floating[:, ::1] out,
