@@ -8,7 +8,7 @@
     model.fit(x, y, batch_size=128, epochs=10, validation_split=0.1)
 """
 from fastnn import (activations, callbacks, datasets, initializers, layers, losses, metrics,
-                    optimizers, regularizers, schedules)
+                    optimizers, plot, recipe, regularizers, schedules, utils)
 from fastnn._random import set_seed
 from fastnn._threads import get_num_threads, set_num_threads
 from fastnn.models import Sequential
@@ -18,5 +18,6 @@ optimizers.schedules = schedules
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "activations", "callbacks", "datasets", "initializers", "layers",
-           "losses", "metrics", "optimizers", "regularizers", "schedules", "set_seed",
+           "losses", "metrics", "optimizers", "plot", "recipe", "regularizers", "schedules",
+           "utils", "set_seed",
            "set_num_threads", "get_num_threads", "__version__"]

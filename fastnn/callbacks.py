@@ -383,3 +383,76 @@ class LambdaCallback(Callback):
             if not hasattr(Callback, name) or not name.startswith("on_"):
                 raise ValueError(f"LambdaCallback: unknown hook {name!r}")
             setattr(self, name, fn)
+
+
+class GradientMonitor(Callback):
+    """Record, per layer and epoch, the gradient norm ‖∂L/∂W‖ and the update-to-weight
+    ratio ‖Δw‖ / ‖w‖ (the layer's kernel and bias together) into the History, under
+    logs['grad_norm'] and logs['update_ratio'] ({layer name: value}, in layer order).
+
+    Cheap: it samples about ``samples_per_epoch`` evenly spaced steps per epoch and averages
+    them. On a sampled step it copies the flat parameter buffer before the update (one
+    memcpy into a buffer made once) and reduces the gradient buffer, which exists anyway,
+    per layer in one kernel pass. Use ``fit(..., monitor_gradients=True)`` as a shortcut.
+    """
+
+    def __init__(self, samples_per_epoch=10):
+        super().__init__()
+        if isinstance(samples_per_epoch, bool) or not isinstance(samples_per_epoch, int) \
+                or samples_per_epoch < 1:
+            raise ValueError(f"GradientMonitor: samples_per_epoch must be an integer >= 1, "
+                             f"got {samples_per_epoch!r}")
+        self.samples_per_epoch = samples_per_epoch
+
+    def on_train_begin(self, logs=None):
+        from fastnn._core import ops
+        self._ops = ops
+        m = self.model
+        self.layer_names = []
+        self._layer_segments = []      # per layer: the indices of its weight segments
+        seg = 0
+        for layer in m.layers:
+            count = len(layer.param_specs())
+            if count:
+                self.layer_names.append(layer.name)
+                self._layer_segments.append(list(range(seg, seg + count)))
+            seg += count
+        self._before = np.empty_like(m._params)
+        self._sq = np.empty(len(m._bounds) - 1, np.float64)
+        self._sq_w = np.empty(len(m._bounds) - 1, np.float64)
+        self._stride = max(1, self.params["steps"] // self.samples_per_epoch)
+
+    def _per_layer(self, sq):
+        return np.array([np.sqrt(sum(sq[s] for s in segs)) for segs in self._layer_segments])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._grad = np.zeros(len(self.layer_names))
+        self._ratio = np.zeros(len(self.layer_names))
+        self._count = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._sampled = batch % self._stride == 0
+        if self._sampled:
+            np.copyto(self._before, self.model._params)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self._sampled:
+            return
+        m = self.model
+        self._ops.segment_sum_squares(m._grads, m._bounds, self._sq)
+        grad = self._per_layer(self._sq)
+        self._ops.segment_sum_squares(m._params, m._bounds, self._sq_w)
+        weight = self._per_layer(self._sq_w)
+        np.subtract(m._params, self._before, out=self._before)
+        self._ops.segment_sum_squares(self._before, m._bounds, self._sq)
+        update = self._per_layer(self._sq)
+        self._grad += grad
+        self._ratio += update / np.maximum(weight, 1e-30)
+        self._count += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or not self._count:
+            return
+        logs["grad_norm"] = dict(zip(self.layer_names, (self._grad / self._count).tolist()))
+        logs["update_ratio"] = dict(zip(self.layer_names,
+                                        (self._ratio / self._count).tolist()))

@@ -678,4 +678,4 @@ class Sequential:
 
 
 def _gradient_monitor_class():
-    return getattr(callbacks_module, "GradientMonitor")
+    return callbacks_module.GradientMonitor

@@ -1,0 +1,67 @@
+"""Tools for users checking their own models."""
+import numpy as np
+
+
+def float64_copy(model):
+    """A float64 copy of a built model: same layers, same weights (as float64), same loss.
+    The optimizer is not copied."""
+    from fastnn import layers as L
+    from fastnn.models import Sequential
+    model._require_built("float64_copy")
+    copy = Sequential([L.from_config(type(layer).__name__, layer.get_config())
+                       for layer in model.layers], dtype="float64")
+    copy.build(model.input_dim)
+    copy.set_weights(model.get_weights())
+    if model.compiled:
+        copy.compile(loss=model.loss, optimizer="sgd")
+    return copy
+
+
+def check_gradients(model, x, y, sample_weight=None, epsilon=1e-6, max_entries=200,
+                    seed=0):
+    """Finite-difference check of the model's backpropagation, on (x, y), in float64.
+
+    Compares ``model.gradients(x, y)`` with central differences of the training loss
+    (dropout masks held fixed) on a float64 copy of the model (the original is not
+    touched). At most ``max_entries`` randomly chosen entries per weight array are
+    checked (all of them for small arrays).
+
+    Returns {"<layer>/kernel": worst relative error, "<layer>/bias": ...}, where the
+    relative error of an entry is |a - n| / max(|a| + |n|, 1e-2 · rms(A), 1e-8), A being
+    the whole analytic gradient array: the floor keeps entries whose gradient is nearly
+    zero (where the finite difference is all rounding noise, ~1e-10) from reporting huge
+    relative errors. Values around 1e-6 or below mean the gradients are right; 1e-3 or more
+    means something is wrong (or x sits on a kink of ReLU/maxout).
+    """
+    m = float64_copy(model)
+    if not m.compiled:
+        raise ValueError("check_gradients: compile the model first (the loss is needed)")
+    x, y, sw = m._prepare("check_gradients", x, y, sample_weight)
+    analytic = m.gradients(x, y, sample_weight=sample_weight)
+    rng = np.random.default_rng(seed)
+    names = [f"{layer.name}/{kind}" for layer in m.layers
+             for kind in ("kernel", "bias")[:len(layer.weights)]]
+
+    def loss():
+        return m._batch_pass("check_gradients", x, y, sample_weight, None)[0]
+
+    report = {}
+    for name, w, a in zip(names, m.trainable_weights, analytic):
+        flat, aflat = w.reshape(-1), a.reshape(-1)
+        idx = np.arange(flat.size)
+        if flat.size > max_entries:
+            idx = rng.choice(flat.size, max_entries, replace=False)
+        worst = 0.0
+        floor = max(1e-2 * float(np.sqrt(np.mean(aflat ** 2))), 1e-8)
+        for i in idx:
+            old = flat[i]
+            flat[i] = old + epsilon
+            up = loss()
+            flat[i] = old - epsilon
+            down = loss()
+            flat[i] = old
+            numeric = (up - down) / (2 * epsilon)
+            err = abs(aflat[i] - numeric) / max(abs(aflat[i]) + abs(numeric), floor)
+            worst = max(worst, err)
+        report[name] = float(worst)
+    return report
