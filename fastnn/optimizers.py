@@ -48,6 +48,7 @@ class Optimizer:
             "global_clipnorm", global_clipnorm, 0, low_open=True)
         self.iterations = 0
         self._slots = None
+        self._params = None
         self._bounds = None
         self._size = None
 
@@ -80,11 +81,13 @@ class Optimizer:
         """Allocate the slots for a flat parameter array (once). bounds: int64 offsets of
         each weight array in it (for clipnorm)."""
         if self._slots is not None:
-            if self._size != params.shape[0] or self._dtype != params.dtype:
-                raise ValueError(f"{type(self).__name__}: this optimizer is already used by a "
-                                 f"model with {self._size} {self._dtype} parameters; make "
-                                 f"a new optimizer for this model")
+            # The same model re-compiling keeps its state; another model may not share it
+            # (it would silently share the moments and the step count).
+            if params is not self._params:
+                raise ValueError(f"{type(self).__name__}: this optimizer is already used by "
+                                 f"another model; make a new optimizer for this model")
             return
+        self._params = params
         self._size = params.shape[0]
         self._dtype = params.dtype
         self._bounds = np.ascontiguousarray(bounds, dtype=np.int64)
@@ -106,6 +109,9 @@ class Optimizer:
 
     def set_variables(self, state):
         """Restore state saved from ``variables()`` (after ``build``)."""
+        if self._slots is None:
+            raise ValueError(f"{type(self).__name__}.set_variables: the optimizer is not "
+                             f"built; compile a model with it first")
         self.iterations = int(state["iterations"])
         for k, arr in self._slots.items():
             if k in state:
@@ -134,6 +140,9 @@ class Optimizer:
 
     def apply(self, params, grads):
         """One update of the flat params from the flat grads (in place)."""
+        if self._slots is None:
+            raise ValueError(f"{type(self).__name__}.apply: the optimizer is not built; "
+                             f"compile a model with it (or call build(params, bounds))")
         lr = self.current_learning_rate()
         scale, clip = self._conditioning(grads)
         self.iterations += 1

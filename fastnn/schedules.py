@@ -58,7 +58,8 @@ class CosineDecay(LearningRateSchedule):
     """Optional linear warmup, then cosine decay.
 
     With warmup_target set: lr rises linearly from initial_learning_rate to warmup_target
-    over warmup_steps. Then, with s = min(step - warmup_steps, decay_steps) and
+    over warmup_steps. Then, with s = min(step - warmup_steps, decay_steps) (warmup_steps
+    count only when warmup_target is set, as in Keras) and
     top = warmup_target or initial_learning_rate:
     lr = top · ((1 - alpha) · ½(1 + cos(π s / decay_steps)) + alpha).
     """
@@ -79,7 +80,9 @@ class CosineDecay(LearningRateSchedule):
             if step < self.warmup_steps:
                 frac = step / self.warmup_steps
                 return self.initial_learning_rate + frac * (top - self.initial_learning_rate)
-        s = min(max(step - self.warmup_steps, 0), self.decay_steps)
+        # Keras: warmup_steps only count when there is a warmup target.
+        warmup = self.warmup_steps if self.warmup_target is not None else 0
+        s = min(max(step - warmup, 0), self.decay_steps)
         cosine = 0.5 * (1 + math.cos(math.pi * s / self.decay_steps))
         return top * ((1 - self.alpha) * cosine + self.alpha)
 
