@@ -15,6 +15,7 @@ get/set_weights, saving and the gradient monitor plain slices.
 import collections
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -395,7 +396,7 @@ class Sequential:
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, validation_batch_size=None,
-            monitor_gradients=False):
+            monitor_gradients=False, on_nan="raise"):
         """Train for epochs - initial_epoch epochs of minibatch gradient descent.
 
         x (n, features), y: targets for the loss (see compile). batch_size defaults to 32;
@@ -410,6 +411,12 @@ class Sequential:
 
         class_weight {class: weight} and sample_weight (n,) weight each sample's loss
         (multiplied when both are given); accuracy stays unweighted.
+
+        on_nan: what to do when a batch's loss or gradients are NaN/inf (checked every
+        batch, before the update, so the model keeps its last finite weights): 'raise'
+        (FloatingPointError naming the epoch, batch and first layer with non-finite
+        values), 'warn' (a RuntimeWarning, then stop), or 'stop' (stop quietly).
+        TerminateOnNaN in callbacks also stops quietly.
 
         verbose: 0 silent, 1 progress bar (one line per epoch when not on a terminal),
         2 one line per epoch; 'auto' is 1. Returns a History whose .history has 'loss',
@@ -426,6 +433,8 @@ class Sequential:
             verbose = 1
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"fit: verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+        if on_nan not in ("raise", "warn", "stop"):
+            raise ValueError(f"fit: on_nan must be 'raise', 'warn' or 'stop', got {on_nan!r}")
         if not isinstance(shuffle, bool):
             raise TypeError(f"fit: shuffle must be True or False, got {shuffle!r}")
         if x is None or y is None:
@@ -451,12 +460,12 @@ class Sequential:
         try:
             return self._fit_loop(x, y, sw, train_idx, val, batch_size, val_batch, epochs,
                                   initial_epoch, shuffle, verbose, callbacks,
-                                  monitor_gradients)
+                                  monitor_gradients, on_nan)
         finally:
             self._train_lock.release()
 
     def _fit_loop(self, x, y, sw, train_idx, val, batch_size, val_batch, epochs,
-                  initial_epoch, shuffle, verbose, callbacks, monitor_gradients):
+                  initial_epoch, shuffle, verbose, callbacks, monitor_gradients, on_nan):
         n_train = train_idx.shape[0]
         batch_size = min(batch_size, n_train)
         steps = -(-n_train // batch_size)
@@ -514,8 +523,10 @@ class Sequential:
                         totals[j] += count
                     penalty = self._backward(ws)
                     batch_loss = batch_loss / n + penalty
-                    if batch_loss != batch_loss or batch_loss in (np.inf, -np.inf):
-                        self._non_finite(epoch, step, ws, batch_loss, cbl)
+                    # NaN/inf check before the update, so the weights stay finite: the loss
+                    # (free) and the gradients (one vectorized pass over the flat buffer).
+                    if not (batch_loss - batch_loss == 0 and _ops.all_finite(self._grads)):
+                        self._non_finite(epoch, step, ws, batch_loss, cbl, on_nan)
                         break
                     self.optimizer.apply(self._params, self._grads)
                     loss_sum += batch_loss * n
@@ -546,22 +557,31 @@ class Sequential:
             cbl.on_train_end(logs)
         return history
 
-    def _non_finite(self, epoch, step, ws, loss, cbl):
-        """A batch loss is NaN/inf: the update is skipped, so the weights stay finite."""
+    def _non_finite(self, epoch, step, ws, loss, cbl, on_nan):
+        """A batch produced NaN/inf: the update is skipped, so the weights are the last
+        finite ones. Stop, and raise / warn / stay quiet as on_nan says."""
         self.stop_training = True
-        if any(isinstance(c, callbacks_module.TerminateOnNaN) for c in cbl.callbacks):
-            cbl.on_train_batch_end(step, {"loss": loss, "batch_loss": loss})
-            return
-        where = "the loss"
+        where = None
         for layer, buf in zip(self.layers, ws.bufs):
             out = getattr(buf, "out", None)
             if out is not None and out.size and not _ops.all_finite(out.reshape(-1)):
                 where = f"the output of layer {layer.name!r}"
                 break
-        raise FloatingPointError(
-            f"fit: non-finite loss ({loss}) in epoch {epoch + 1}, batch {step}: first "
-            f"non-finite values in {where}. The weights are those before this batch. "
-            f"Typical causes: a learning rate too high, or extreme input values.")
+        if where is None:
+            for layer in self.layers:
+                if any(not _ops.all_finite(g.reshape(-1)) for g in layer.gradients):
+                    where = f"the gradient of layer {layer.name!r}"
+                    break
+        message = (f"fit: non-finite values in epoch {epoch + 1}, batch {step} (batch loss "
+                   f"{loss}); first in {where or 'the loss'}. Training stopped; the weights "
+                   f"are the last finite ones (this batch's update was not applied). "
+                   f"Typical causes: a learning rate too high, or extreme input values.")
+        if any(isinstance(c, callbacks_module.TerminateOnNaN) for c in cbl.callbacks):
+            cbl.on_train_batch_end(step, {"loss": loss, "batch_loss": loss})
+        elif on_nan == "raise":
+            raise FloatingPointError(message)
+        elif on_nan == "warn":
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     # ------------------------------------------------------------- evaluation --
     def _evaluate(self, x, y, sw, batch_size):
@@ -649,9 +669,10 @@ class Sequential:
         try:
             loss, values = self._batch_pass("train_on_batch", x, y, sample_weight,
                                             class_weight)
-            if loss != loss or loss in (np.inf, -np.inf):
-                raise FloatingPointError(f"train_on_batch: non-finite loss ({loss}); the "
-                                         f"update was skipped")
+            if not (loss - loss == 0 and _ops.all_finite(self._grads)):
+                raise FloatingPointError(f"train_on_batch: non-finite loss or gradients "
+                                         f"(loss {loss}); the update was skipped, the "
+                                         f"weights are unchanged")
             self.optimizer.apply(self._params, self._grads)
         finally:
             self._train_lock.release()

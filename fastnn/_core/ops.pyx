@@ -1,8 +1,12 @@
 """Small data-movement and reduction kernels used by the training loop."""
+import sys
 from libc.string cimport memcpy
 from libc.math cimport sqrt, isfinite
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from cython cimport floating
+
+# Which 32-bit half of a double holds the sign and exponent.
+cdef Py_ssize_t _HIGH_WORD = 1 if sys.byteorder == "little" else 0
 
 
 def gather_rows(const floating[:, ::1] src, const int64_t[::1] index, floating[:, ::1] out):
@@ -59,12 +63,22 @@ def scale_segments(floating[::1] x, const int64_t[::1] bounds, const double[::1]
 
 
 def all_finite(const floating[::1] x):
-    """True when no entry of x is NaN or +-inf."""
-    cdef Py_ssize_t i
-    cdef bint ok = True
+    """True when no entry of x is NaN or +-inf.
+
+    Tests the exponent bits as integers (all ones means inf or NaN) with an or-reduction
+    and no early exit, so the loop vectorizes: one cheap pass at memory speed. A double's
+    exponent lives in its high 32-bit word, so doubles are tested through that word too
+    (32-bit integer compares vectorize on every x86-64; 64-bit ones need SSE4.1).
+    """
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef const uint32_t* p = <const uint32_t*>&x[0] if n else NULL
+    cdef uint32_t bad = 0
+    cdef Py_ssize_t hi = _HIGH_WORD
     with nogil:
-        for i in range(x.shape[0]):
-            if not isfinite(x[i]):
-                ok = False
-                break
-    return ok
+        if floating is float:
+            for i in range(n):
+                bad |= (p[i] & 0x7f800000u) == 0x7f800000u
+        else:
+            for i in range(n):
+                bad |= (p[2 * i + hi] & 0x7ff00000u) == 0x7ff00000u
+    return bad == 0

@@ -19,52 +19,68 @@ cdef inline floating _sqrt(floating v) noexcept nogil:
 
 
 cdef inline floating _condition(floating g, floating scale, floating clip) noexcept nogil:
+    # Written as selects, not branches, so the compiler vectorizes the loops that use it.
+    # A NaN gradient stays NaN (both comparisons are false), it is never clipped away.
     g = g * scale
-    if g > clip:
-        return clip
-    if g < -clip:
-        return -clip
+    g = clip if g > clip else g
+    g = -clip if g < -clip else g
     return g
 
+
+# Each kernel is a flat loop over raw pointers with no branches that store, one loop per
+# variant (momentum or not, centered or not, ...), so that every loop vectorizes: the
+# updates are memory-bound and a scalar loop with sqrt and division is not.
 
 def sgd(floating[::1] w, const floating[::1] g, floating lr, floating grad_scale=1,
         floating clipvalue=float("inf")):
     """w -= lr * g."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, n = w.shape[0]
+    cdef floating* wp = &w[0] if n else NULL
+    cdef const floating* gp = &g[0] if n else NULL
     with nogil:
-        for i in range(w.shape[0]):
-            w[i] -= lr * _condition(g[i], grad_scale, clipvalue)
+        for i in range(n):
+            wp[i] -= lr * _condition(gp[i], grad_scale, clipvalue)
 
 
 def sgd_momentum(floating[::1] w, const floating[::1] g, floating[::1] velocity,
                  floating lr, floating momentum, bint nesterov, floating grad_scale=1,
                  floating clipvalue=float("inf")):
     """v = mu v - lr g;  w += v  (Nesterov: w += mu v - lr g, with the new v)."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, n = w.shape[0]
     cdef floating gi, v
+    cdef floating* wp = &w[0] if n else NULL
+    cdef const floating* gp = &g[0] if n else NULL
+    cdef floating* vp = &velocity[0] if n else NULL
     with nogil:
-        for i in range(w.shape[0]):
-            gi = _condition(g[i], grad_scale, clipvalue)
-            v = momentum * velocity[i] - lr * gi
-            velocity[i] = v
-            if nesterov:
-                w[i] += momentum * v - lr * gi
-            else:
-                w[i] += v
+        if nesterov:
+            for i in range(n):
+                gi = _condition(gp[i], grad_scale, clipvalue)
+                v = momentum * vp[i] - lr * gi
+                vp[i] = v
+                wp[i] += momentum * v - lr * gi
+        else:
+            for i in range(n):
+                gi = _condition(gp[i], grad_scale, clipvalue)
+                v = momentum * vp[i] - lr * gi
+                vp[i] = v
+                wp[i] += v
 
 
 def adagrad(floating[::1] w, const floating[::1] g, floating[::1] accumulator,
             floating lr, floating epsilon, floating grad_scale=1,
             floating clipvalue=float("inf")):
     """G += g^2;  w -= lr g / (sqrt(G) + eps)."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, n = w.shape[0]
     cdef floating gi, acc
+    cdef floating* wp = &w[0] if n else NULL
+    cdef const floating* gp = &g[0] if n else NULL
+    cdef floating* ap = &accumulator[0] if n else NULL
     with nogil:
-        for i in range(w.shape[0]):
-            gi = _condition(g[i], grad_scale, clipvalue)
-            acc = accumulator[i] + gi * gi
-            accumulator[i] = acc
-            w[i] -= lr * gi / (_sqrt(acc) + epsilon)
+        for i in range(n):
+            gi = _condition(gp[i], grad_scale, clipvalue)
+            acc = ap[i] + gi * gi
+            ap[i] = acc
+            wp[i] -= lr * gi / (_sqrt(acc) + epsilon)
 
 
 def rmsprop(floating[::1] w, const floating[::1] g, floating[::1] mean_square,
@@ -77,26 +93,52 @@ def rmsprop(floating[::1] w, const floating[::1] g, floating[::1] mean_square,
     momentum > 0: v = momentum v + step;  w -= v. mean_grad / velocity are only touched
     when centered / momentum > 0 (pass empty arrays otherwise).
     """
-    cdef Py_ssize_t i
-    cdef floating gi, s, mg, denom, step, one_minus_rho = 1 - rho
+    cdef Py_ssize_t i, n = w.shape[0]
+    cdef floating gi, s, mg, d, step, one_minus_rho = 1 - rho
+    cdef floating* wp = &w[0] if n else NULL
+    cdef const floating* gp = &g[0] if n else NULL
+    cdef floating* sp = &mean_square[0] if n else NULL
+    cdef floating* mp = &mean_grad[0] if centered and n else NULL
+    cdef floating* vp = &velocity[0] if momentum > 0 and n else NULL
     with nogil:
-        for i in range(w.shape[0]):
-            gi = _condition(g[i], grad_scale, clipvalue)
-            s = rho * mean_square[i] + one_minus_rho * gi * gi
-            mean_square[i] = s
-            if centered:
-                mg = rho * mean_grad[i] + one_minus_rho * gi
-                mean_grad[i] = mg
-                denom = s - mg * mg
+        if not centered and not momentum > 0:
+            for i in range(n):
+                gi = _condition(gp[i], grad_scale, clipvalue)
+                s = rho * sp[i] + one_minus_rho * gi * gi
+                sp[i] = s
+                wp[i] -= lr * gi / (_sqrt(s) + epsilon)
+        elif not centered:
+            for i in range(n):
+                gi = _condition(gp[i], grad_scale, clipvalue)
+                s = rho * sp[i] + one_minus_rho * gi * gi
+                sp[i] = s
+                step = momentum * vp[i] + lr * gi / (_sqrt(s) + epsilon)
+                vp[i] = step
+                wp[i] -= step
+        elif vp == NULL:
+            for i in range(n):
+                gi = _condition(gp[i], grad_scale, clipvalue)
+                s = rho * sp[i] + one_minus_rho * gi * gi
+                sp[i] = s
+                mg = rho * mp[i] + one_minus_rho * gi
+                mp[i] = mg
                 # s >= mg^2 in exact arithmetic; rounding can make it slightly negative.
-                denom = _sqrt(denom) if denom > 0 else 0
-            else:
-                denom = _sqrt(s)
-            step = lr * gi / (denom + epsilon)
-            if momentum > 0:
-                step = momentum * velocity[i] + step
-                velocity[i] = step
-            w[i] -= step
+                # (d * (d > 0) rather than a branch, so the loop vectorizes.)
+                d = s - mg * mg
+                d = d * (d > 0)
+                wp[i] -= lr * gi / (_sqrt(d) + epsilon)
+        else:
+            for i in range(n):
+                gi = _condition(gp[i], grad_scale, clipvalue)
+                s = rho * sp[i] + one_minus_rho * gi * gi
+                sp[i] = s
+                mg = rho * mp[i] + one_minus_rho * gi
+                mp[i] = mg
+                d = s - mg * mg
+                d = d * (d > 0)
+                step = momentum * vp[i] + lr * gi / (_sqrt(d) + epsilon)
+                vp[i] = step
+                wp[i] -= step
 
 
 def adam(floating[::1] w, const floating[::1] g, floating[::1] m, floating[::1] v,
@@ -108,24 +150,38 @@ def adam(floating[::1] w, const floating[::1] g, floating[::1] m, floating[::1] 
 
     w -= lr * wd * w (decoupled decay, AdamW; wd = 0 for Adam), then
     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  (amsgrad: v_max = max(v_max, v))
-    w -= lr * (m / bc1) / (sqrt(v / bc2) + eps)  with bc_k = 1 - beta_k^t (the callers's).
+    w -= lr * (m / bc1) / (sqrt(v / bc2) + eps)  with bc_k = 1 - beta_k^t (the caller's).
     """
-    cdef Py_ssize_t i
-    cdef floating gi, mi, vi, decay = lr * weight_decay
+    cdef Py_ssize_t i, n = w.shape[0]
+    cdef floating gi, mi, vi, wi, vm, keep = 1 - lr * weight_decay
     cdef floating step_size = <floating>(lr / bias_correction_1)
     cdef floating inv_sqrt_bc2 = <floating>(1.0 / sqrt(bias_correction_2))
     cdef floating one_minus_b1 = 1 - beta_1, one_minus_b2 = 1 - beta_2
+    cdef floating* wp = &w[0] if n else NULL
+    cdef const floating* gp = &g[0] if n else NULL
+    cdef floating* mp = &m[0] if n else NULL
+    cdef floating* vp = &v[0] if n else NULL
+    cdef floating* xp = &v_max[0] if amsgrad and n else NULL
     with nogil:
-        for i in range(w.shape[0]):
-            gi = _condition(g[i], grad_scale, clipvalue)
-            if weight_decay != 0:
-                w[i] -= decay * w[i]
-            mi = beta_1 * m[i] + one_minus_b1 * gi
-            vi = beta_2 * v[i] + one_minus_b2 * gi * gi
-            m[i] = mi
-            v[i] = vi
-            if amsgrad:
-                if vi < v_max[i]:
-                    vi = v_max[i]
-                v_max[i] = vi
-            w[i] -= step_size * mi / (_sqrt(vi) * inv_sqrt_bc2 + epsilon)
+        if not amsgrad:
+            for i in range(n):
+                gi = _condition(gp[i], grad_scale, clipvalue)
+                # keep = 1 - lr * wd: w - lr*wd*w; w * 1 is exactly w when wd = 0.
+                wi = wp[i] * keep
+                mi = beta_1 * mp[i] + one_minus_b1 * gi
+                vi = beta_2 * vp[i] + one_minus_b2 * gi * gi
+                mp[i] = mi
+                vp[i] = vi
+                wp[i] = wi - step_size * mi / (_sqrt(vi) * inv_sqrt_bc2 + epsilon)
+        else:
+            for i in range(n):
+                gi = _condition(gp[i], grad_scale, clipvalue)
+                wi = wp[i] * keep
+                mi = beta_1 * mp[i] + one_minus_b1 * gi
+                vi = beta_2 * vp[i] + one_minus_b2 * gi * gi
+                mp[i] = mi
+                vp[i] = vi
+                vm = xp[i]
+                vm = vi if vi > vm else vm
+                xp[i] = vm
+                wp[i] = wi - step_size * mi / (_sqrt(vm) * inv_sqrt_bc2 + epsilon)
