@@ -12,12 +12,13 @@ from fastnn import (activations, callbacks, datasets, initializers, layers, loss
 from fastnn._random import set_seed
 from fastnn._threads import get_num_threads, set_num_threads
 from fastnn.models import Sequential
+from fastnn.saving import ModelFileError, load_model
 
 optimizers.schedules = schedules
 
 __version__ = "0.1.0"
 
-__all__ = ["Sequential", "activations", "callbacks", "datasets", "initializers", "layers",
+__all__ = ["Sequential", "load_model", "ModelFileError", "activations", "callbacks", "datasets", "initializers", "layers",
            "losses", "metrics", "optimizers", "plot", "recipe", "regularizers", "schedules",
            "utils", "set_seed",
            "set_num_threads", "get_num_threads", "__version__"]

@@ -456,3 +456,46 @@ class GradientMonitor(Callback):
         logs["grad_norm"] = dict(zip(self.layer_names, (self._grad / self._count).tolist()))
         logs["update_ratio"] = dict(zip(self.layer_names,
                                         (self._ratio / self._count).tolist()))
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (or only its weights) after each epoch, through the same atomic save
+    as ``model.save``. ``filepath`` may contain ``{epoch}`` and any log key, e.g.
+    "ckpt-{epoch:02d}-{val_loss:.3f}.fnn". With save_best_only=True a file is written only
+    when ``monitor`` improves."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
+                 save_weights_only=False, mode="auto"):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.mode = _monitor_op(mode, monitor, "ModelCheckpoint")
+        self.best = None
+
+    def on_train_begin(self, logs=None):
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                warnings.warn(f"ModelCheckpoint: metric {self.monitor!r} is not available; "
+                              f"available: {sorted(logs)}", stacklevel=2)
+                return
+            if math.isnan(current) or (self.best is not None and
+                                       not (current < self.best if self.mode == "min"
+                                            else current > self.best)):
+                return
+            self.best = current
+        scalars = {k: v for k, v in logs.items() if np.isscalar(v)}
+        path = self.filepath.format(epoch=epoch + 1, **scalars)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved the model to {path}")

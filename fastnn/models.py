@@ -23,7 +23,7 @@ from fastnn import _random, _threads
 from fastnn import _validation as v
 from fastnn import callbacks as callbacks_module
 from fastnn import initializers, layers as layers_module, losses, metrics as metrics_module
-from fastnn import optimizers
+from fastnn import optimizers, saving
 from fastnn._core import ops as _ops
 from fastnn._core import random as _rand
 
@@ -131,7 +131,8 @@ class Sequential:
         _threads.ensure_default()
         for layer in self.layers:
             dim = layer.build(dim)
-        self.seed = _random.new_model_seed()
+        if self.seed is None:      # (a loaded model comes with its seed)
+            self.seed = _random.new_model_seed()
         self._allocate_parameters()
         self.built = True
         self._version += 1
@@ -693,6 +694,20 @@ class Sequential:
             return [g.copy() for layer in self.layers for g in layer.gradients]
         finally:
             self._train_lock.release()
+
+    # ------------------------------------------------------------------- saving --
+    def save(self, path):
+        """Save architecture, weights, dtype, compile settings and optimizer state to one
+        file (format: fastnn/saving.py; no pickle). The write is atomic."""
+        saving.save_model(self, path)
+
+    def save_weights(self, path):
+        """Save only the weights (atomically)."""
+        saving.save_weights(self, path)
+
+    def load_weights(self, path):
+        """Load weights saved from a model of the same architecture."""
+        saving.load_weights(self, path)
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, dtype={self.dtype.name!r})"

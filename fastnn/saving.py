@@ -1,0 +1,311 @@
+"""The model file format: no pickle, nothing executable, checked before anything is
+allocated.
+
+A model file is a ZIP archive (stored, not compressed) holding:
+- ``fastnn.json``: {"format": "fastnn-model", "version": 1, "kind": "model" | "weights",
+  "dtype", "input_dim", "seed", "epochs_trained", "layers": [{"class", "config"}],
+  "compile": {"loss", "metrics", "optimizer": config} or null,
+  "optimizer": {"iterations", "slots": [names]} or null, "parameters": count};
+- ``parameters.npy``: every weight, flat, in get_weights() order (the model's buffer);
+- ``optimizer/<slot>.npy``: the optimizer's slots (moments, accumulators), flat.
+
+Reading checks, in order: the archive, the JSON's size and shape, the format and
+version, every layer class against a fixed list and its arguments through the layer's own
+validation, the parameter count implied by the architecture against a limit and against
+each .npy header, each header's dtype and shape (read with allow_pickle=False), and only
+then allocates and reads. Writing is atomic: a temporary file in the same directory, fsync,
+then rename, so a crash mid-save never destroys the previous file.
+"""
+import io
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMAT = "fastnn-model"
+VERSION = 1
+MAX_JSON_BYTES = 1 << 20
+MAX_PARAMETERS = 1 << 31          # 8 GiB of float32: beyond it, a file is taken as hostile
+MAX_LAYERS = 10_000
+
+
+class ModelFileError(ValueError):
+    """A model file that is not a valid fastnn file (corrupt, truncated, hostile)."""
+
+
+# ---------------------------------------------------------------------------- writing --
+
+def _npy_bytes(array):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _write_atomically(path, entries):
+    """Write a ZIP of {name: bytes} to path via a temporary file and a rename."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fastnn-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
+                for name, data in entries.items():
+                    z.writestr(name, data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _describe(model, kind):
+    model._require_built("save")
+    doc = {"format": FORMAT, "version": VERSION, "kind": kind, "dtype": model.dtype.name,
+           "input_dim": model.input_dim, "seed": model.seed,
+           "epochs_trained": model.epochs_trained,
+           "layers": [{"class": type(layer).__name__, "config": layer.get_config()}
+                      for layer in model.layers],
+           "parameters": int(model._params.shape[0]), "compile": None, "optimizer": None}
+    return doc
+
+
+def save_model(model, path):
+    """Architecture, weights, dtype, compile settings and optimizer state to one file."""
+    doc = _describe(model, "model")
+    entries = {"parameters.npy": _npy_bytes(model._params)}
+    if model.compiled:
+        opt = model.optimizer
+        config = opt.get_config()
+        if opt.learning_rate is not None and callable(opt.learning_rate) and \
+                config["learning_rate"] is None:
+            raise ValueError("save: the optimizer's learning rate is an arbitrary callable, "
+                             "which cannot be stored as data; use a schedule from "
+                             "fn.optimizers.schedules, or save_weights()")
+        if model.loss.name not in _loss_names():
+            raise ValueError(f"save: custom loss {model.loss!r} cannot be stored by name")
+        doc["compile"] = {"loss": model.loss.name, "metrics": list(model._metric_names),
+                          "optimizer": config}
+        state = opt.variables()
+        slots = [k for k, v in state.items() if k != "iterations" and v.shape[0] > 0]
+        doc["optimizer"] = {"iterations": int(state["iterations"]), "slots": slots}
+        for k in slots:
+            entries[f"optimizer/{k}.npy"] = _npy_bytes(state[k])
+    entries = {"fastnn.json": json.dumps(doc, indent=1).encode(), **entries}
+    _write_atomically(path, entries)
+
+
+def save_weights(model, path):
+    """Only the weights (with the architecture, to check them against on loading)."""
+    doc = _describe(model, "weights")
+    _write_atomically(path, {"fastnn.json": json.dumps(doc, indent=1).encode(),
+                             "parameters.npy": _npy_bytes(model._params)})
+
+
+def _loss_names():
+    from fastnn import losses
+    return set(losses.LOSSES)
+
+
+# ---------------------------------------------------------------------------- reading --
+
+def _open(path):
+    try:
+        z = zipfile.ZipFile(os.fspath(path), "r")
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise ModelFileError(f"{path}: not a fastnn model file (not a valid archive: {e})")
+    return z
+
+
+def _read_json(z, path):
+    try:
+        info = z.getinfo("fastnn.json")
+    except KeyError:
+        raise ModelFileError(f"{path}: not a fastnn model file (no fastnn.json inside)")
+    if info.file_size > MAX_JSON_BYTES:
+        raise ModelFileError(f"{path}: fastnn.json is {info.file_size} bytes, more than the "
+                             f"{MAX_JSON_BYTES} allowed")
+    try:
+        with z.open(info) as f:
+            raw = f.read(MAX_JSON_BYTES + 1)
+        doc = json.loads(raw.decode("utf-8"))
+    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, ValueError,
+            RecursionError) as e:
+        raise ModelFileError(f"{path}: fastnn.json is corrupt ({type(e).__name__}: {e})")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a fastnn model file (format is "
+                             f"{doc.get('format') if isinstance(doc, dict) else doc!r})")
+    if doc.get("version") != VERSION:
+        raise ModelFileError(f"{path}: format version {doc.get('version')!r} is not "
+                             f"supported (this fastnn reads version {VERSION})")
+    return doc
+
+
+def _field(doc, key, kind, path, where="fastnn.json"):
+    value = doc.get(key) if isinstance(doc, dict) else None
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ModelFileError(f"{path}: {where}: '{key}' must be an integer, got {value!r}")
+    if kind is not int and not isinstance(value, kind):
+        raise ModelFileError(f"{path}: {where}: '{key}' has the wrong type "
+                             f"({type(value).__name__})")
+    return value
+
+
+def _expected_parameters(layer_docs, input_dim, path):
+    """The parameter count the architecture implies, computed without allocating."""
+    dim, total = input_dim, 0
+    for i, entry in enumerate(layer_docs):
+        cls, config = entry["class"], entry["config"]
+        if cls in ("Dense", "Maxout"):
+            units = config.get("units")
+            pieces = config.get("pieces", 1) if cls == "Maxout" else 1
+            for name, v in (("units", units), ("pieces", pieces)):
+                if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 24:
+                    raise ModelFileError(f"{path}: layer {i} ({cls}): {name} must be an "
+                                         f"integer in [1, 2^24], got {v!r}")
+            width = units * pieces
+            total += dim * width + width
+            dim = units
+        if total > MAX_PARAMETERS:
+            raise ModelFileError(f"{path}: the architecture has more than {MAX_PARAMETERS} "
+                                 f"parameters; refusing to allocate it")
+    return total
+
+
+def _build(doc, path):
+    from fastnn import layers as L
+    from fastnn.models import Sequential
+    dtype = _field(doc, "dtype", str, path)
+    if dtype not in ("float32", "float64"):
+        raise ModelFileError(f"{path}: dtype must be float32 or float64, got {dtype!r}")
+    input_dim = _field(doc, "input_dim", int, path)
+    if not 1 <= input_dim <= 1 << 24:
+        raise ModelFileError(f"{path}: input_dim {input_dim} is out of range")
+    layer_docs = _field(doc, "layers", list, path)
+    if not 1 <= len(layer_docs) <= MAX_LAYERS:
+        raise ModelFileError(f"{path}: {len(layer_docs)} layers (expected 1 to {MAX_LAYERS})")
+    for i, entry in enumerate(layer_docs):
+        cls = _field(entry, "class", str, path, f"layer {i}")
+        _field(entry, "config", dict, path, f"layer {i}")
+        if cls not in L.LAYERS:
+            raise ModelFileError(f"{path}: layer {i}: unknown layer class {cls!r} (known: "
+                                 f"{sorted(L.LAYERS)})")
+    expected = _expected_parameters(layer_docs, input_dim, path)
+    if _field(doc, "parameters", int, path) != expected:
+        raise ModelFileError(f"{path}: the file says {doc['parameters']} parameters but its "
+                             f"architecture has {expected}")
+    layers = []
+    for i, entry in enumerate(layer_docs):
+        config = dict(entry["config"])
+        config["input_dim"] = input_dim if i == 0 else None
+        try:
+            layers.append(L.from_config(entry["class"], config))
+        except (TypeError, ValueError) as e:
+            raise ModelFileError(f"{path}: layer {i} ({entry['class']}): invalid "
+                                 f"configuration: {e}") from None
+    model = Sequential(layers, dtype=dtype)
+    model.seed = _field(doc, "seed", int, path)
+    if not 0 <= model.seed < 2**63:
+        raise ModelFileError(f"{path}: seed {model.seed} is out of range")
+    model.build(input_dim)
+    model.epochs_trained = _field(doc, "epochs_trained", int, path)
+    return model
+
+
+def _read_npy(z, name, dtype, count, path):
+    """Read a flat array after checking its header: dtype, shape and size, no pickle."""
+    try:
+        info = z.getinfo(name)
+    except KeyError:
+        raise ModelFileError(f"{path}: {name} is missing")
+    try:
+        with z.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, file_dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, file_dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ModelFileError(f"{path}: {name}: unsupported .npy version {version}")
+            if file_dtype != np.dtype(dtype) or file_dtype.hasobject:
+                raise ModelFileError(f"{path}: {name}: dtype {file_dtype}, expected {dtype}")
+            if shape != (count,) or fortran:
+                raise ModelFileError(f"{path}: {name}: shape {shape}, expected ({count},)")
+            data = f.read(count * file_dtype.itemsize + 1)
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise ModelFileError(f"{path}: {name} is corrupt ({type(e).__name__}: {e})")
+    if len(data) != count * np.dtype(dtype).itemsize:
+        raise ModelFileError(f"{path}: {name} is truncated or has trailing data "
+                             f"({len(data)} bytes, expected {count * np.dtype(dtype).itemsize})")
+    array = np.frombuffer(data, dtype=dtype)
+    if not np.isfinite(array).all():
+        raise ModelFileError(f"{path}: {name} contains NaN or infinity")
+    return array
+
+
+def load_model(path, compile=True):
+    """Load a model written by ``model.save(path)``: architecture, weights, and (unless
+    compile=False) the loss, metrics and optimizer with its state, ready to continue
+    training exactly where it stopped."""
+    from fastnn import optimizers
+    with _open(path) as z:
+        doc = _read_json(z, path)
+        if doc.get("kind") != "model":
+            raise ModelFileError(f"{path}: holds only weights; build the model and call "
+                                 f"model.load_weights(path)")
+        model = _build(doc, path)
+        model._params[:] = _read_npy(z, "parameters.npy", model.dtype,
+                                     model._params.shape[0], path)
+        comp = doc.get("compile")
+        if compile and comp is not None:
+            comp = _field(doc, "compile", dict, path)
+            loss = _field(comp, "loss", str, path, "compile")
+            metrics = _field(comp, "metrics", list, path, "compile")
+            opt_config = _field(comp, "optimizer", dict, path, "compile")
+            try:
+                optimizer = optimizers.from_config(opt_config)
+                model.compile(loss=loss, optimizer=optimizer, metrics=metrics)
+            except (TypeError, ValueError, KeyError) as e:
+                raise ModelFileError(f"{path}: invalid compile settings: {e}") from None
+            state_doc = _field(doc, "optimizer", dict, path)
+            iterations = _field(state_doc, "iterations", int, path, "optimizer")
+            slots = _field(state_doc, "slots", list, path, "optimizer")
+            live = optimizer.variables()
+            state = {"iterations": iterations}
+            for k in slots:
+                if not isinstance(k, str) or k not in live or k == "iterations" or \
+                        live[k].shape[0] == 0:
+                    raise ModelFileError(f"{path}: unexpected optimizer slot {k!r}")
+                state[k] = _read_npy(z, f"optimizer/{k}.npy", model.dtype,
+                                     model._params.shape[0], path)
+            optimizer.set_variables(state)
+    return model
+
+
+def load_weights(model, path):
+    """Load weights saved by save_weights() or save() into a model of the same
+    architecture (layer classes and shapes must match)."""
+    model._require_built("load_weights")
+    with _open(path) as z:
+        doc = _read_json(z, path)
+        other = [(e.get("class"), e.get("config", {}).get("units"))
+                 for e in _field(doc, "layers", list, path) if isinstance(e, dict)]
+        mine = [(type(layer).__name__, layer.get_config().get("units"))
+                for layer in model.layers]
+        if other != mine or doc.get("input_dim") != model.input_dim:
+            raise ValueError(f"load_weights: {path} holds weights for a different "
+                             f"architecture ({other}, input {doc.get('input_dim')}) than this "
+                             f"model ({mine}, input {model.input_dim})")
+        if doc.get("dtype") not in ("float32", "float64"):
+            raise ModelFileError(f"{path}: dtype must be float32 or float64")
+        data = _read_npy(z, "parameters.npy", doc["dtype"], model._params.shape[0], path)
+    model._params[:] = data
