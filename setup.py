@@ -27,7 +27,9 @@ extensions = [
         [f"fastnn/_core/{name}.pyx"],
         # -O3 only: no -march=native (wheels must run on any x86-64), no -ffast-math
         # (it would change NaN/inf semantics and the numerics users rely on).
+        # -fno-math-errno lets sqrt vectorize; it changes no result, only errno.
         extra_compile_args=["-O3", "-fno-math-errno"],
+        include_dirs=["fastnn/_core"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for name in KERNELS

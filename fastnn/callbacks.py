@@ -441,7 +441,8 @@ class GradientMonitor(Callback):
         m = self.model
         self._ops.segment_sum_squares(m._grads, m._bounds, self._sq)
         grad = self._per_layer(self._sq)
-        self._ops.segment_sum_squares(m._params, m._bounds, self._sq_w)
+        # ratio = ||w_after - w_before|| / ||w_before||
+        self._ops.segment_sum_squares(self._before, m._bounds, self._sq_w)
         weight = self._per_layer(self._sq_w)
         np.subtract(m._params, self._before, out=self._before)
         self._ops.segment_sum_squares(self._before, m._bounds, self._sq)

@@ -488,10 +488,10 @@ class Sequential:
         counts = np.zeros(len(self.metrics), np.int64)
         totals = np.zeros(len(self.metrics), np.int64)
         logs = {}
-        cbl.on_train_begin()
+        cbl.on_train_begin({})
         try:
             for epoch in range(initial_epoch, epochs):
-                cbl.on_epoch_begin(epoch)
+                cbl.on_epoch_begin(epoch, {})
                 start = time.perf_counter()
                 counter = self.epochs_trained
                 if shuffle:
@@ -501,11 +501,12 @@ class Sequential:
                     order = train_idx
                 loss_sum = 0.0
                 seen = 0
+                bad_loss = None
                 counts[:] = 0
                 totals[:] = 0
                 for step in range(steps):
                     if cbl.wants_batch_begin:
-                        cbl.on_train_batch_begin(step)
+                        cbl.on_train_batch_begin(step, {})
                     idx = order[step * batch_size:(step + 1) * batch_size]
                     n = idx.shape[0]
                     ws = self._train_workspace(n)
@@ -527,9 +528,11 @@ class Sequential:
                     # NaN/inf check before the update, so the weights stay finite: the loss
                     # (free) and the gradients (one vectorized pass over the flat buffer).
                     if not (batch_loss - batch_loss == 0 and _ops.all_finite(self._grads)):
+                        bad_loss = batch_loss if batch_loss - batch_loss != 0 else float("nan")
                         self._non_finite(epoch, step, ws, batch_loss, cbl, on_nan)
                         break
-                    self.optimizer.apply(self._params, self._grads)
+                    if self.optimizer.apply(self._params, self._grads):
+                        self._overflow(epoch, step, on_nan, cbl)
                     loss_sum += batch_loss * n
                     seen += n
                     if cbl.wants_batch_end:
@@ -542,14 +545,19 @@ class Sequential:
                         break
                 elapsed = time.perf_counter() - start
                 self.epochs_trained += 1
-                logs = {"loss": loss_sum / seen if seen else float("nan")}
+                # A non-finite batch makes the epoch's loss non-finite, as a running mean
+                # would: History, callbacks and diagnose must see the divergence.
+                logs = {"loss": bad_loss if bad_loss is not None
+                        else (loss_sum / seen if seen else float("nan"))}
                 for j, metric in enumerate(self.metrics):
                     logs[metric.name] = counts[j] / totals[j] if totals[j] else float("nan")
-                if val is not None and seen:
+                if val is not None and seen and bad_loss is None:
+                    cbl.on_test_begin({})
                     values = self._evaluate(*val, batch_size=val_batch)
                     logs["val_loss"] = values[0]
                     for metric, value in zip(self.metrics, values[1:]):
                         logs["val_" + metric.name] = value
+                    cbl.on_test_end({k: v for k, v in logs.items() if k.startswith("val_")})
                 logs["samples_per_second"] = seen / elapsed if elapsed > 0 else float("inf")
                 cbl.on_epoch_end(epoch, logs)
                 if self.stop_training:
@@ -582,6 +590,24 @@ class Sequential:
         elif on_nan == "raise":
             raise FloatingPointError(message)
         elif on_nan == "warn":
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    def _overflow(self, epoch, step, on_nan, cbl):
+        """Finite gradients, but the update itself overflowed (e.g. float32 weights past
+        3.4e38 under a huge learning rate). Rare; the weights are then not all finite."""
+        self.stop_training = True
+        where = next((layer.name for layer in self.layers
+                      if any(not _ops.all_finite(w.reshape(-1)) for w in layer.weights)),
+                     "?")
+        message = (f"fit: the update in epoch {epoch + 1}, batch {step} overflowed: weights "
+                   f"of layer {where!r} became infinite although the gradients were finite. "
+                   f"The weights are no longer usable; reload them (a checkpoint or "
+                   f"set_weights) and lower the learning rate.")
+        if any(isinstance(c, callbacks_module.TerminateOnNaN) for c in cbl.callbacks):
+            return
+        if on_nan == "raise":
+            raise FloatingPointError(message)
+        if on_nan == "warn":
             warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     # ------------------------------------------------------------- evaluation --
@@ -674,7 +700,10 @@ class Sequential:
                 raise FloatingPointError(f"train_on_batch: non-finite loss or gradients "
                                          f"(loss {loss}); the update was skipped, the "
                                          f"weights are unchanged")
-            self.optimizer.apply(self._params, self._grads)
+            if self.optimizer.apply(self._params, self._grads):
+                raise FloatingPointError("train_on_batch: the update overflowed; some "
+                                         "weights are now infinite (lower the learning "
+                                         "rate and restore the weights)")
         finally:
             self._train_lock.release()
         names = ["loss"] + [m.name for m in self.metrics]

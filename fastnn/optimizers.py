@@ -139,14 +139,15 @@ class Optimizer:
         return scale, (_INF if self.clipvalue is None else self.clipvalue)
 
     def apply(self, params, grads):
-        """One update of the flat params from the flat grads (in place)."""
+        """One update of the flat params from the flat grads (in place). Returns the
+        number of weights whose new value is not finite (0 normally)."""
         if self._slots is None:
             raise ValueError(f"{type(self).__name__}.apply: the optimizer is not built; "
                              f"compile a model with it (or call build(params, bounds))")
         lr = self.current_learning_rate()
         scale, clip = self._conditioning(grads)
         self.iterations += 1
-        self._update(params, grads, lr, scale, clip)
+        return self._update(params, grads, lr, scale, clip)
 
     def _update(self, params, grads, lr, scale, clip):
         raise NotImplementedError
@@ -202,10 +203,10 @@ class SGD(Optimizer):
 
     def _update(self, w, g, lr, scale, clip):
         if self.momentum > 0:
-            _k.sgd_momentum(w, g, self._slots["velocity"], lr, self.momentum, self.nesterov,
+            return _k.sgd_momentum(w, g, self._slots["velocity"], lr, self.momentum, self.nesterov,
                             scale, clip)
         else:
-            _k.sgd(w, g, lr, scale, clip)
+            return _k.sgd(w, g, lr, scale, clip)
 
     def _hyper(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
@@ -227,7 +228,7 @@ class Adagrad(Optimizer):
         return {"accumulator": (True, self.initial_accumulator_value)}
 
     def _update(self, w, g, lr, scale, clip):
-        _k.adagrad(w, g, self._slots["accumulator"], lr, self.epsilon, scale, clip)
+        return _k.adagrad(w, g, self._slots["accumulator"], lr, self.epsilon, scale, clip)
 
     def _hyper(self):
         return {"initial_accumulator_value": self.initial_accumulator_value,
@@ -258,7 +259,7 @@ class RMSprop(Optimizer):
 
     def _update(self, w, g, lr, scale, clip):
         s = self._slots
-        _k.rmsprop(w, g, s["mean_square"], s["mean_grad"], s["velocity"], lr, self.rho,
+        return _k.rmsprop(w, g, s["mean_square"], s["mean_grad"], s["velocity"], lr, self.rho,
                    self.momentum, self.epsilon, self.centered, scale, clip)
 
     def _hyper(self):
@@ -292,7 +293,7 @@ class Adam(Optimizer):
     def _update(self, w, g, lr, scale, clip):
         t = self.iterations
         s = self._slots
-        _k.adam(w, g, s["m"], s["v"], s["v_max"], lr, self.beta_1, self.beta_2,
+        return _k.adam(w, g, s["m"], s["v"], s["v_max"], lr, self.beta_1, self.beta_2,
                 self.epsilon, 1.0 - self.beta_1 ** t, 1.0 - self.beta_2 ** t, self.amsgrad,
                 self.weight_decay, scale, clip)
 

@@ -9,6 +9,8 @@ from libc.math cimport exp, expf, tanh, tanhf, log1p, log1pf
 from libc.string cimport memcpy, memset
 from cython cimport floating
 
+from fastnn._core.fpmode cimport fastnn_ftz_on, fastnn_ftz_restore
+
 
 cdef inline floating _exp(floating v) noexcept nogil:
     if floating is float:
@@ -140,11 +142,13 @@ def activation_forward(const floating[:, ::1] x, floating[:, ::1] out, int activ
     cdef Py_ssize_t n = out.shape[0], m = out.shape[1]
     if n == 0 or m == 0:
         return
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         if &out[0, 0] != &x[0, 0]:
             memcpy(&out[0, 0], &x[0, 0], n * m * sizeof(floating))
         bias_activation(&out[0, 0], <const floating*>NULL, <floating*>NULL, n, m,
                         activation, alpha)
+    fastnn_ftz_restore(mode)
 
 
 def activation_backward(const floating[:, ::1] out, floating[:, ::1] grad, int activation,
@@ -153,6 +157,8 @@ def activation_backward(const floating[:, ::1] out, floating[:, ::1] grad, int a
     cdef Py_ssize_t n = out.shape[0], m = out.shape[1]
     if n == 0 or m == 0:
         return
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         activation_grad_bias(&out[0, 0], &grad[0, 0], <floating*>NULL, n, m,
                              activation, alpha)
+    fastnn_ftz_restore(mode)

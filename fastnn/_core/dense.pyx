@@ -9,6 +9,8 @@ from libc.stdint cimport int32_t
 from libc.string cimport memset
 from cython cimport floating
 
+from fastnn._core.fpmode cimport fastnn_ftz_on, fastnn_ftz_restore
+
 from fastnn._core.blas cimport matmul
 from fastnn._core.activations cimport bias_activation, activation_grad_bias
 
@@ -19,10 +21,12 @@ def dense_forward(const floating[:, ::1] x, const floating[:, ::1] w, const floa
     """out = act(x @ w + b). If keep_z has rows, z = x @ w + b is also stored there."""
     cdef int n = x.shape[0], k = x.shape[1], m = w.shape[1]
     cdef floating* z = &keep_z[0, 0] if keep_z.shape[0] > 0 else NULL
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         matmul(False, False, n, m, k, <floating>1, &x[0, 0], k, &w[0, 0], m,
                <floating>0, &out[0, 0], m)
         bias_activation(&out[0, 0], &b[0], z, n, m, activation, alpha)
+    fastnn_ftz_restore(mode)
 
 
 cdef double _add_penalty_grad(const floating* w, floating* g, Py_ssize_t size,
@@ -54,6 +58,7 @@ def dense_backward(const floating[:, ::1] x, const floating[:, ::1] w,
     """
     cdef int n = x.shape[0], k = x.shape[1], m = w.shape[1]
     cdef double penalty = 0
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         activation_grad_bias(&out[0, 0], &grad_out[0, 0], &grad_b[0], n, m,
                              activation, alpha)
@@ -67,6 +72,7 @@ def dense_backward(const floating[:, ::1] x, const floating[:, ::1] w,
                                          kernel_l1, kernel_l2)
         if bias_l1 != 0 or bias_l2 != 0:
             penalty += _add_penalty_grad(&b[0], &grad_b[0], m, bias_l1, bias_l2)
+    fastnn_ftz_restore(mode)
     return penalty
 
 
@@ -74,11 +80,13 @@ def penalty(const floating[::1] w, double l1, double l2):
     """l1 * sum|w| + l2 * sum w^2 over a flat array (for reporting without a gradient)."""
     cdef Py_ssize_t i
     cdef double s1 = 0, s2 = 0, v
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         for i in range(w.shape[0]):
             v = w[i]
             s1 += fabs(v)
             s2 += v * v
+    fastnn_ftz_restore(mode)
     return l1 * s1 + l2 * s2
 
 
@@ -90,6 +98,7 @@ def maxout_forward(const floating[:, ::1] x, const floating[:, ::1] w,
     cdef int n = x.shape[0], k = x.shape[1], m = w.shape[1], units = out.shape[1]
     cdef Py_ssize_t i, j, u, c, best
     cdef floating v
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         matmul(False, False, n, m, k, <floating>1, &x[0, 0], k, &w[0, 0], m,
                <floating>0, &z[0, 0], m)
@@ -105,6 +114,7 @@ def maxout_forward(const floating[:, ::1] x, const floating[:, ::1] w,
                         best = c
                 out[i, u] = v
                 winner[i, u] = <int32_t>best
+    fastnn_ftz_restore(mode)
 
 
 def maxout_backward(const floating[:, ::1] x, const floating[:, ::1] w,
@@ -122,6 +132,7 @@ def maxout_backward(const floating[:, ::1] x, const floating[:, ::1] w,
     cdef Py_ssize_t i, j, u
     cdef double penalty = 0
     cdef floating g
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         memset(&grad_b[0], 0, m * sizeof(floating))
         for i in range(n):
@@ -140,4 +151,5 @@ def maxout_backward(const floating[:, ::1] x, const floating[:, ::1] w,
                                          kernel_l1, kernel_l2)
         if bias_l1 != 0 or bias_l2 != 0:
             penalty += _add_penalty_grad(&b[0], &grad_b[0], m, bias_l1, bias_l2)
+    fastnn_ftz_restore(mode)
     return penalty

@@ -6,9 +6,14 @@ factor of global_clipnorm, 1 otherwise), then clip to [-clipvalue, clipvalue]
 (clipvalue = inf for none). The formulas are in each optimizer's docstring in
 fastnn/optimizers.py; scalars that depend only on the step (bias corrections, the
 scheduled learning rate) are computed once per step in Python.
+
+Every kernel returns the number of weights whose new value is not finite (counted in the
+same pass, at no measurable cost), so the caller learns about an overflowing update.
 """
 from libc.math cimport sqrt, sqrtf
 from cython cimport floating
+
+from fastnn._core.fpmode cimport fastnn_ftz_on, fastnn_ftz_restore
 
 
 cdef inline floating _sqrt(floating v) noexcept nogil:
@@ -27,6 +32,10 @@ cdef inline floating _condition(floating g, floating scale, floating clip) noexc
     return g
 
 
+cdef inline int _not_finite(floating v) noexcept nogil:
+    return v - v != 0        # inf - inf and NaN - NaN are NaN; finite - itself is 0
+
+
 # Each kernel is a flat loop over raw pointers with no branches that store, one loop per
 # variant (momentum or not, centered or not, ...), so that every loop vectorizes: the
 # updates are memory-bound and a scalar loop with sqrt and division is not.
@@ -35,53 +44,73 @@ def sgd(floating[::1] w, const floating[::1] g, floating lr, floating grad_scale
         floating clipvalue=float("inf")):
     """w -= lr * g."""
     cdef Py_ssize_t i, n = w.shape[0]
+    cdef floating wn
+    cdef Py_ssize_t bad = 0
     cdef floating* wp = &w[0] if n else NULL
     cdef const floating* gp = &g[0] if n else NULL
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         for i in range(n):
-            wp[i] -= lr * _condition(gp[i], grad_scale, clipvalue)
-
+            wn = wp[i] - (lr * _condition(gp[i], grad_scale, clipvalue))
+            bad += _not_finite(wn)
+            wp[i] = wn
+    fastnn_ftz_restore(mode)
+    return bad
 
 def sgd_momentum(floating[::1] w, const floating[::1] g, floating[::1] velocity,
                  floating lr, floating momentum, bint nesterov, floating grad_scale=1,
                  floating clipvalue=float("inf")):
     """v = mu v - lr g;  w += v  (Nesterov: w += mu v - lr g, with the new v)."""
     cdef Py_ssize_t i, n = w.shape[0]
+    cdef floating wn
+    cdef Py_ssize_t bad = 0
     cdef floating gi, v
     cdef floating* wp = &w[0] if n else NULL
     cdef const floating* gp = &g[0] if n else NULL
     cdef floating* vp = &velocity[0] if n else NULL
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         if nesterov:
             for i in range(n):
                 gi = _condition(gp[i], grad_scale, clipvalue)
                 v = momentum * vp[i] - lr * gi
                 vp[i] = v
-                wp[i] += momentum * v - lr * gi
+                wn = wp[i] + (momentum * v - lr * gi)
+                bad += _not_finite(wn)
+                wp[i] = wn
         else:
             for i in range(n):
                 gi = _condition(gp[i], grad_scale, clipvalue)
                 v = momentum * vp[i] - lr * gi
                 vp[i] = v
-                wp[i] += v
-
+                wn = wp[i] + (v)
+                bad += _not_finite(wn)
+                wp[i] = wn
+    fastnn_ftz_restore(mode)
+    return bad
 
 def adagrad(floating[::1] w, const floating[::1] g, floating[::1] accumulator,
             floating lr, floating epsilon, floating grad_scale=1,
             floating clipvalue=float("inf")):
     """G += g^2;  w -= lr g / (sqrt(G) + eps)."""
     cdef Py_ssize_t i, n = w.shape[0]
+    cdef floating wn
+    cdef Py_ssize_t bad = 0
     cdef floating gi, acc
     cdef floating* wp = &w[0] if n else NULL
     cdef const floating* gp = &g[0] if n else NULL
     cdef floating* ap = &accumulator[0] if n else NULL
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         for i in range(n):
             gi = _condition(gp[i], grad_scale, clipvalue)
             acc = ap[i] + gi * gi
             ap[i] = acc
-            wp[i] -= lr * gi / (_sqrt(acc) + epsilon)
-
+            wn = wp[i] - (lr * gi / (_sqrt(acc) + epsilon))
+            bad += _not_finite(wn)
+            wp[i] = wn
+    fastnn_ftz_restore(mode)
+    return bad
 
 def rmsprop(floating[::1] w, const floating[::1] g, floating[::1] mean_square,
             floating[::1] mean_grad, floating[::1] velocity, floating lr, floating rho,
@@ -94,19 +123,24 @@ def rmsprop(floating[::1] w, const floating[::1] g, floating[::1] mean_square,
     when centered / momentum > 0 (pass empty arrays otherwise).
     """
     cdef Py_ssize_t i, n = w.shape[0]
+    cdef floating wn
+    cdef Py_ssize_t bad = 0
     cdef floating gi, s, mg, d, step, one_minus_rho = 1 - rho
     cdef floating* wp = &w[0] if n else NULL
     cdef const floating* gp = &g[0] if n else NULL
     cdef floating* sp = &mean_square[0] if n else NULL
     cdef floating* mp = &mean_grad[0] if centered and n else NULL
     cdef floating* vp = &velocity[0] if momentum > 0 and n else NULL
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         if not centered and not momentum > 0:
             for i in range(n):
                 gi = _condition(gp[i], grad_scale, clipvalue)
                 s = rho * sp[i] + one_minus_rho * gi * gi
                 sp[i] = s
-                wp[i] -= lr * gi / (_sqrt(s) + epsilon)
+                wn = wp[i] - (lr * gi / (_sqrt(s) + epsilon))
+                bad += _not_finite(wn)
+                wp[i] = wn
         elif not centered:
             for i in range(n):
                 gi = _condition(gp[i], grad_scale, clipvalue)
@@ -114,7 +148,9 @@ def rmsprop(floating[::1] w, const floating[::1] g, floating[::1] mean_square,
                 sp[i] = s
                 step = momentum * vp[i] + lr * gi / (_sqrt(s) + epsilon)
                 vp[i] = step
-                wp[i] -= step
+                wn = wp[i] - (step)
+                bad += _not_finite(wn)
+                wp[i] = wn
         elif vp == NULL:
             for i in range(n):
                 gi = _condition(gp[i], grad_scale, clipvalue)
@@ -126,7 +162,9 @@ def rmsprop(floating[::1] w, const floating[::1] g, floating[::1] mean_square,
                 # (d * (d > 0) rather than a branch, so the loop vectorizes.)
                 d = s - mg * mg
                 d = d * (d > 0)
-                wp[i] -= lr * gi / (_sqrt(d) + epsilon)
+                wn = wp[i] - (lr * gi / (_sqrt(d) + epsilon))
+                bad += _not_finite(wn)
+                wp[i] = wn
         else:
             for i in range(n):
                 gi = _condition(gp[i], grad_scale, clipvalue)
@@ -138,8 +176,11 @@ def rmsprop(floating[::1] w, const floating[::1] g, floating[::1] mean_square,
                 d = d * (d > 0)
                 step = momentum * vp[i] + lr * gi / (_sqrt(d) + epsilon)
                 vp[i] = step
-                wp[i] -= step
-
+                wn = wp[i] - (step)
+                bad += _not_finite(wn)
+                wp[i] = wn
+    fastnn_ftz_restore(mode)
+    return bad
 
 def adam(floating[::1] w, const floating[::1] g, floating[::1] m, floating[::1] v,
          floating[::1] v_max, floating lr, floating beta_1, floating beta_2,
@@ -162,6 +203,9 @@ def adam(floating[::1] w, const floating[::1] g, floating[::1] m, floating[::1] 
     cdef floating* mp = &m[0] if n else NULL
     cdef floating* vp = &v[0] if n else NULL
     cdef floating* xp = &v_max[0] if amsgrad and n else NULL
+    cdef floating wn
+    cdef Py_ssize_t bad = 0
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         if not amsgrad:
             for i in range(n):
@@ -172,7 +216,9 @@ def adam(floating[::1] w, const floating[::1] g, floating[::1] m, floating[::1] 
                 vi = beta_2 * vp[i] + one_minus_b2 * gi * gi
                 mp[i] = mi
                 vp[i] = vi
-                wp[i] = wi - step_size * mi / (_sqrt(vi) * inv_sqrt_bc2 + epsilon)
+                wn = wi - step_size * mi / (_sqrt(vi) * inv_sqrt_bc2 + epsilon)
+                bad += _not_finite(wn)
+                wp[i] = wn
         else:
             for i in range(n):
                 gi = _condition(gp[i], grad_scale, clipvalue)
@@ -184,4 +230,8 @@ def adam(floating[::1] w, const floating[::1] g, floating[::1] m, floating[::1] 
                 vm = xp[i]
                 vm = vi if vi > vm else vm
                 xp[i] = vm
-                wp[i] = wi - step_size * mi / (_sqrt(vm) * inv_sqrt_bc2 + epsilon)
+                wn = wi - step_size * mi / (_sqrt(vm) * inv_sqrt_bc2 + epsilon)
+                bad += _not_finite(wn)
+                wp[i] = wn
+    fastnn_ftz_restore(mode)
+    return bad

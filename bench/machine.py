@@ -1,0 +1,92 @@
+"""What the results were measured on: CPU model and flags, cores, memory, load, BLAS
+library and kernel (threadpoolctl, as fastnn reports it), library versions, git commit."""
+import importlib
+import os
+import platform
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def cpuinfo():
+    """The first processor's fields of /proc/cpuinfo (model name, flags, ...)."""
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return info
+
+
+def meminfo_total_mib():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+
+
+def version(module):
+    try:
+        return importlib.import_module(module).__version__
+    except Exception:
+        return None
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "-C", HERE, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except Exception:
+        return None
+
+
+def describe():
+    """A JSON-able description of the machine and the software."""
+    import fastnn
+    from fastnn import _threads
+    from threadpoolctl import threadpool_info
+
+    cpu = cpuinfo()
+    flags = cpu.get("flags", "").split()
+    return {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_model": cpu.get("model name"),
+        "cpu_family": cpu.get("cpu family"),
+        "cpu_model_number": cpu.get("model"),
+        "cpu_flags": flags,
+        "cpu_simd": [f for f in flags if f.startswith(("avx", "sse4", "fma", "amx"))],
+        "cpus_online": os.cpu_count(),
+        "cpus_available": _threads.available_cpus(),
+        "memory_mib": meminfo_total_mib(),
+        "loadavg_start": os.getloadavg(),
+        "env": {k: v for k, v in os.environ.items()
+                if k.startswith(("OPENBLAS", "OMP_", "MKL_", "GOMP", "KMP_"))},
+        "versions": {"fastnn": fastnn.__version__, "numpy": version("numpy"),
+                     "scipy": version("scipy"), "threadpoolctl": version("threadpoolctl"),
+                     "torch": version("torch"), "sklearn": version("sklearn"),
+                     "matplotlib": version("matplotlib")},
+        "fastnn_blas": _threads.blas_info(),
+        "threadpools": threadpool_info(),
+        "git": git_commit(),
+    }
+
+
+def blas_summary(meta):
+    """One line: the BLAS fastnn calls (scipy's), its version and kernel."""
+    for lib in meta.get("fastnn_blas", []):
+        if "scipy.libs" in lib.get("filepath", ""):      # not numpy.libs' copy
+            return (f"{lib.get('internal_api')} {lib.get('version')} "
+                    f"({lib.get('architecture')} kernel, {lib.get('threading_layer')})")
+    libs = meta.get("fastnn_blas", [])
+    return ", ".join(f"{l.get('internal_api')} {l.get('version')}" for l in libs) or "?"

@@ -1,0 +1,139 @@
+"""--profile: where a fastnn training step spends its time.
+
+Runs the phases of fit's step by calling the model's own internal methods in a loop,
+timing each call: gather (the minibatch rows and labels), forward per layer, loss,
+backward per layer, optimizer update. Next to each layer's phases it shows the time of
+the same layer's matrix products alone (gemm_limit.py), so the difference is what fastnn
+spends outside BLAS; and it compares the sum of the phases with a whole `fit` step, the
+difference being fit's per-step Python bookkeeping.
+
+This uses internals (Sequential._train_workspace/_prepare/_loss, Layer.forward/backward,
+fastnn._core.ops.gather_*), so it follows models.py; if they change, update it here.
+"""
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from cases import initial_weights, random_data
+from fastnn_mlp import FastnnMLP
+from gemm_limit import GemmLimit
+
+
+def _time_phases(model, x, y, batch, steps):
+    """{phase: [seconds per step]} over `steps` steps of fit's algorithm."""
+    from fastnn._core import ops as _ops
+
+    xs, ys, sw = model._prepare("profile", x, y)
+    ws = model._train_workspace(batch)
+    layers = model.layers
+    last = len(layers) - 1
+    fused = model._fused
+    opt = model.optimizer
+    pc = time.perf_counter
+    rec = defaultdict(list)
+    order = np.arange(xs.shape[0], dtype=np.int64)
+    for step in range(steps):
+        lo = (step * batch) % (xs.shape[0] - batch + 1)
+        idx = order[lo:lo + batch]
+        t0 = pc()
+        _ops.gather_rows(xs, idx, ws.x)
+        _ops.gather_values(ys, idx, ws.y)
+        rec["gather"].append(pc() - t0)
+        h = ws.x
+        for i, layer in enumerate(layers):
+            ws.inputs[i] = h
+            t0 = pc()
+            h = layer.forward(h, ws.bufs[i], True, 0)
+            rec[f"forward {i}"].append(pc() - t0)
+        t0 = pc()
+        model._loss(ws, h, ws.y, sw, batch)
+        rec["loss"].append(pc() - t0)
+        g = ws.grad
+        for i in range(last, -1, -1):
+            t0 = pc()
+            g = layers[i].backward(ws.inputs[i], ws.bufs[i], g, i > 0,
+                                   grad_is_dz=(i == last and fused))
+            rec[f"backward {i}"].append(pc() - t0)
+        t0 = pc()
+        opt.apply(model._params, model._grads)
+        rec["optimizer"].append(pc() - t0)
+    return rec
+
+
+def _gemm_times(net, dtype, batch, steps):
+    """{'forward i' | 'backward i': seconds per step} of the products alone (a layer's
+    backward is its dW and dX products together)."""
+    ops = GemmLimit(net, dtype, batch).ops(training=True)
+    rec = defaultdict(list)
+    for _ in range(steps):
+        for label, f in ops:
+            t0 = time.perf_counter()
+            f()
+            rec[label].append(time.perf_counter() - t0)
+    out = defaultdict(float)
+    for label, times in rec.items():
+        out[" ".join(label.split()[:2])] += float(np.median(times))
+    return dict(out)
+
+
+def profile(net, dtype, batch, seconds=1.0):
+    """One case's phase table: {'rows': [...], 'step_us': ..., 'fit_step_us': ...}."""
+    weights = initial_weights(net, dtype)
+    rows = max(4096, batch * 8)
+    x, y = random_data(rows, net.inputs, dtype)
+    impl = FastnnMLP(net, weights, dtype, mode="fit")
+    model = impl.model
+    # how many steps make about `seconds`
+    impl.reset()
+    warm = _time_phases(model, x, y, batch, 5)
+    per_step = sum(np.median(v) for v in warm.values())
+    steps = int(min(20000, max(20, seconds / max(per_step, 1e-7))))
+    impl.reset()
+    rec = _time_phases(model, x, y, batch, steps)
+    gemm = _gemm_times(net, dtype, batch, min(steps, 2000))
+    # a whole fit step over the same number of steps, for the Python between phases
+    impl.reset()
+    n = min(steps, rows // batch) * batch
+    fit_sps = model.fit(x[:n], y[:n], batch_size=batch, epochs=1,
+                        verbose=0).history["samples_per_second"][-1]
+    table = []
+    for phase, times in rec.items():
+        med = float(np.median(times)) * 1e6
+        g = gemm.get(phase)
+        table.append({"phase": _label(net, phase), "us": med,
+                      "gemm_us": None if g is None else g * 1e6})
+    step_us = sum(r["us"] for r in table)
+    for r in table:
+        r["share"] = r["us"] / step_us
+    return {"net": net.name, "dtype": str(np.dtype(dtype)), "batch": batch,
+            "steps": steps, "rows": table, "phases_sum_us": step_us,
+            "fit_step_us": batch / fit_sps * 1e6,
+            "gemm_sum_us": sum(gemm.values()) * 1e6}
+
+
+def _label(net, phase):
+    parts = phase.split()
+    if len(parts) == 2 and parts[0] in ("forward", "backward"):
+        i = int(parts[1])
+        k, m = net.layers[i]
+        act = "softmax" if i == len(net.layers) - 1 else net.activation
+        return f"{phase} ({k}->{m} {act})"
+    return phase
+
+
+def format_profile(p):
+    lines = [f"profile: {p['net']} {p['dtype']} batch {p['batch']} "
+             f"({p['steps']} steps, medians per step)",
+             f"  {'phase':<32}{'µs':>10}{'share':>8}{'GEMM-only µs':>14}{'other µs':>10}"]
+    for r in sorted(p["rows"], key=lambda r: -r["us"]):
+        g = r["gemm_us"]
+        gtxt = f"{g:14.1f}" if g is not None else f"{'':14}"
+        otxt = f"{r['us'] - g:10.1f}" if g is not None else f"{'':10}"
+        lines.append(f"  {r['phase']:<32}{r['us']:10.1f}{r['share']:8.1%}{gtxt}{otxt}")
+    lines.append(f"  {'sum of phases':<32}{p['phases_sum_us']:10.1f}{'':8}"
+                 f"{p['gemm_sum_us']:14.1f}{p['phases_sum_us'] - p['gemm_sum_us']:10.1f}")
+    lines.append(f"  {'whole fit step (History)':<32}{p['fit_step_us']:10.1f}"
+                 f"   (fit's bookkeeping between phases: "
+                 f"{p['fit_step_us'] - p['phases_sum_us']:+.1f} µs)")
+    return "\n".join(lines)
