@@ -1,0 +1,75 @@
+"""A PNG of the training results (when matplotlib is installed): per network, samples/s
+against batch size for every implementation (median, with min-max bars), and below it
+fastnn's ratios to PyTorch fused Adam and to the GEMM-only limit with the issue-6 goals."""
+import numpy as np
+
+from report import LABELS
+
+STYLE = {"fastnn-fit": ("C0", "o", "-"), "fastnn-tob": ("C0", "s", ":"),
+         "numpy": ("C2", "^", "-"), "torch": ("C3", "v", ":"),
+         "torch-fused": ("C3", "D", "-"), "sklearn": ("C4", "x", "-"),
+         "limit": ("k", "", "--")}
+
+
+def plot(train, path, dtype, threads):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    nets = []
+    for r in train:
+        if r["dtype"] == dtype and r["threads"] == threads and r["net"] not in nets:
+            nets.append(r["net"])
+    if not nets:
+        return None
+    fig, axes = plt.subplots(2, len(nets), figsize=(5.2 * len(nets), 8.5), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 2]})
+    for col, net in enumerate(nets):
+        rs = sorted((r for r in train if r["net"] == net and r["dtype"] == dtype
+                     and r["threads"] == threads), key=lambda r: r["batch"])
+        ax = axes[0][col]
+        for impl, (color, marker, ls) in STYLE.items():
+            pts = [(r["batch"], r["samples_per_second"][impl]) for r in rs
+                   if impl in r["samples_per_second"]]
+            if not pts:
+                continue
+            b = np.array([p[0] for p in pts])
+            med = np.array([p[1]["median"] for p in pts])
+            err = np.array([[p[1]["median"] - p[1]["min"] for p in pts],
+                            [p[1]["max"] - p[1]["median"] for p in pts]])
+            ax.errorbar(b, med, yerr=err, color=color, marker=marker, ls=ls,
+                        label=LABELS[impl], capsize=2, lw=1.3, ms=4)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{net} ({rs[0]['optimizer']})\n{dtype}, {threads} thread(s)")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("training samples/s")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        ax = axes[1][col]
+        for key, color, label in (("fastnn-fit/torch-fused", "C3", "fastnn / torch fused"),
+                                  ("fastnn-fit/limit", "k", "fastnn / GEMM limit")):
+            pts = [(r["batch"], r["ratios"][key]) for r in rs if key in r["ratios"]]
+            if not pts:
+                continue
+            b = np.array([p[0] for p in pts])
+            med = np.array([p[1]["median"] for p in pts])
+            err = np.array([[p[1]["median"] - p[1]["min"] for p in pts],
+                            [p[1]["max"] - p[1]["median"] for p in pts]])
+            ax.errorbar(b, med, yerr=err, color=color, marker="o", label=label, capsize=2)
+        if net == "784-512-512-10":
+            ax.step([1, 8, 32, 128, 512], [2.5, 2.5, 1.3, 1.0, 1.0], where="mid",
+                    color="C3", ls=":", alpha=0.6, label="goal vs torch fused")
+            ax.axhline(0.85, color="k", ls=":", alpha=0.6, label="goal vs limit (85%)")
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("ratio (median of rounds)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
