@@ -14,6 +14,7 @@ STYLE = {"fastnn-fit": ("C0", "o", "-"), "fastnn-tob": ("C0", "s", ":"),
 def plot(train, path, dtype, threads):
     try:
         import matplotlib
+        import matplotlib.ticker
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -60,8 +61,11 @@ def plot(train, path, dtype, threads):
                             [p[1]["max"] - p[1]["median"] for p in pts]])
             ax.errorbar(b, med, yerr=err, color=color, marker="o", label=label, capsize=2)
         if net == "784-512-512-10":
-            ax.step([1, 8, 32, 128, 512], [2.5, 2.5, 1.3, 1.0, 1.0], where="mid",
-                    color="C3", ls=":", alpha=0.6, label="goal vs torch fused")
+            goals = [(b, g) for b, g in ((1, 2.5), (8, 2.5), (32, 1.3), (128, 1.0), (512, 1.0))
+                     if any(r["batch"] == b for r in rs)]
+            ax.plot([b for b, _ in goals], [g for _, g in goals], ls="none",
+                    marker="_", ms=22, mew=2, color="C3", alpha=0.6,
+                    label="goal vs torch fused")
             ax.axhline(0.85, color="k", ls=":", alpha=0.6, label="goal vs limit (85%)")
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.set_xscale("log", base=2)
@@ -69,6 +73,11 @@ def plot(train, path, dtype, threads):
         ax.set_ylabel("ratio (median of rounds)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
+    batches = sorted({r["batch"] for r in train})
+    for ax in axes.flat:
+        ax.set_xticks(batches)
+        ax.set_xticklabels([str(b) for b in batches])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -5,6 +5,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -48,6 +49,31 @@ def git_commit():
         return out.stdout.strip() or None
     except Exception:
         return None
+
+
+def cpu_snapshot():
+    """(wall s, busy CPU s of the whole machine from /proc/stat, CPU s of this process
+    and its children) for other_load()."""
+    import resource
+    busy = None
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        busy = (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    own = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+              for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return time.time(), busy, own
+
+
+def other_load(before, after):
+    """Average number of cores other processes kept busy between two snapshots."""
+    wall = after[0] - before[0]
+    if before[1] is None or after[1] is None or wall <= 0:
+        return None
+    return max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / wall)
 
 
 def describe():

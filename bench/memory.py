@@ -4,7 +4,12 @@ each implementation in a fresh Python process: the high-water mark of its reside
 
 The parent writes the data set once to .npy files (the real Fashion-MNIST when fastnn
 finds it installed, else random data of the same shape); the child np.load()s them, so
-loading costs exactly the data set and no conversion temporaries. fastnn's budget is
+loading costs exactly the data set and no conversion temporaries. The child is started
+through a small launcher process: Linux carries a process's ru_maxrss across fork+exec,
+so a child forked straight from the (large) suite would report the suite's own size;
+a grandchild of a small launcher starts from the launcher's ~10 MB. The child also
+reports VmHWM (/proc/self/status) of its own memory image as a cross-check.
+fastnn's budget is
     data set + 4 x parameters (weights, gradients, 2 optimizer slots)
     + batch buffers (the workspace of one batch size) + 60 MB
 where 60 MB (10^6 bytes) stands for the interpreter with numpy, scipy and fastnn loaded.
@@ -27,8 +32,21 @@ ROWS = 60000
 OVERHEAD = 60e6
 
 
+LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+
+
 def maxrss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # KiB on Linux
+
+
+def vmhwm_bytes():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
 
 
 def prepare_data(directory, dtype="float32"):
@@ -70,8 +88,8 @@ def budget_bytes(net, dtype, batch, data_bytes):
 
 def measure(impl, net_key, dtype, batch, threads, data_dir, timeout=600):
     """Run one child; returns its JSON report (or {'error': ...})."""
-    cmd = [sys.executable, os.path.abspath(__file__), impl, net_key, dtype, str(batch),
-           str(threads), data_dir]
+    cmd = [sys.executable, "-c", LAUNCHER, sys.executable, os.path.abspath(__file__), impl,
+           net_key, dtype, str(batch), str(threads), data_dir]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -116,7 +134,8 @@ def child(impl, net_key, dtype, batch, threads, data_dir):
     else:
         raise SystemExit(f"unknown impl {impl}")
     seconds = time.perf_counter() - start
-    print(json.dumps({"impl": impl, "peak_bytes": maxrss_bytes(), "imports_bytes": base,
+    print(json.dumps({"impl": impl, "peak_bytes": maxrss_bytes(), "vmhwm_bytes": vmhwm_bytes(),
+                      "imports_bytes": base,
                       "after_load_bytes": after_load, "data_bytes": int(x.nbytes + y.nbytes),
                       "seconds": seconds}))
 

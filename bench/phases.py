@@ -2,7 +2,7 @@
 
 Runs the phases of fit's step by calling the model's own internal methods in a loop,
 timing each call: gather (the minibatch rows and labels), forward per layer, loss,
-backward per layer, optimizer update. Next to each layer's phases it shows the time of
+backward per layer, the NaN/inf check of the gradients, optimizer update. Next to each layer's phases it shows the time of
 the same layer's matrix products alone (gemm_limit.py), so the difference is what fastnn
 spends outside BLAS; and it compares the sum of the phases with a whole `fit` step, the
 difference being fit's per-step Python bookkeeping.
@@ -56,6 +56,9 @@ def _time_phases(model, x, y, batch, steps):
                                    grad_is_dz=(i == last and fused))
             rec[f"backward {i}"].append(pc() - t0)
         t0 = pc()
+        _ops.all_finite(model._grads)
+        rec["finite check (gradients)"].append(pc() - t0)
+        t0 = pc()
         opt.apply(model._params, model._grads)
         rec["optimizer"].append(pc() - t0)
     return rec
@@ -73,12 +76,12 @@ def _gemm_times(net, dtype, batch, steps):
             rec[label].append(time.perf_counter() - t0)
     out = defaultdict(float)
     for label, times in rec.items():
-        out[" ".join(label.split()[:2])] += float(np.median(times))
+        out[" ".join(label.split()[:2])] += float(np.mean(times))
     return dict(out)
 
 
 def profile(net, dtype, batch, seconds=1.0):
-    """One case's phase table: {'rows': [...], 'step_us': ..., 'fit_step_us': ...}."""
+    """One case's phase table: {"rows": [...], "phases_sum_us": ..., "fit_step_us": ...}."""
     weights = initial_weights(net, dtype)
     rows = max(4096, batch * 8)
     x, y = random_data(rows, net.inputs, dtype)
@@ -87,28 +90,34 @@ def profile(net, dtype, batch, seconds=1.0):
     # how many steps make about `seconds`
     impl.reset()
     warm = _time_phases(model, x, y, batch, 5)
-    per_step = sum(np.median(v) for v in warm.values())
+    per_step = sum(np.mean(v) for v in warm.values())
     steps = int(min(20000, max(20, seconds / max(per_step, 1e-7))))
-    impl.reset()
-    rec = _time_phases(model, x, y, batch, steps)
-    gemm = _gemm_times(net, dtype, batch, min(steps, 2000))
-    # a whole fit step over the same number of steps, for the Python between phases
-    impl.reset()
-    n = min(steps, rows // batch) * batch
-    fit_sps = model.fit(x[:n], y[:n], batch_size=batch, epochs=1,
+    # phases and whole fit steps alternate in 3 chunks, so both see the same machine
+    rec, fit_us = defaultdict(list), []
+    chunk = max(10, steps // 3)
+    for _ in range(3):
+        impl.reset()
+        for phase, times in _time_phases(model, x, y, batch, chunk).items():
+            rec[phase] += times
+        impl.reset()
+        n = min(chunk, rows // batch) * batch
+        sps = model.fit(x[:n], y[:n], batch_size=batch, epochs=1,
                         verbose=0).history["samples_per_second"][-1]
+        fit_us.append(batch / sps * 1e6)
+    steps = 3 * chunk
+    gemm = _gemm_times(net, dtype, batch, min(steps, 2000))
     table = []
     for phase, times in rec.items():
-        med = float(np.median(times)) * 1e6
         g = gemm.get(phase)
-        table.append({"phase": _label(net, phase), "us": med,
+        table.append({"phase": _label(net, phase), "us": float(np.mean(times)) * 1e6,
+                      "median_us": float(np.median(times)) * 1e6,
                       "gemm_us": None if g is None else g * 1e6})
     step_us = sum(r["us"] for r in table)
     for r in table:
         r["share"] = r["us"] / step_us
     return {"net": net.name, "dtype": str(np.dtype(dtype)), "batch": batch,
             "steps": steps, "rows": table, "phases_sum_us": step_us,
-            "fit_step_us": batch / fit_sps * 1e6,
+            "fit_step_us": float(np.median(fit_us)),
             "gemm_sum_us": sum(gemm.values()) * 1e6}
 
 
@@ -124,16 +133,19 @@ def _label(net, phase):
 
 def format_profile(p):
     lines = [f"profile: {p['net']} {p['dtype']} batch {p['batch']} "
-             f"({p['steps']} steps, medians per step)",
-             f"  {'phase':<32}{'µs':>10}{'share':>8}{'GEMM-only µs':>14}{'other µs':>10}"]
+             f"({p['steps']} steps; µs per step: mean, median; GEMM-only = the same "
+             f"products through scipy's BLAS)",
+             f"  {'phase':<32}{'mean µs':>10}{'median':>9}{'share':>8}{'GEMM-only µs':>14}"
+             f"{'other µs':>10}"]
     for r in sorted(p["rows"], key=lambda r: -r["us"]):
         g = r["gemm_us"]
         gtxt = f"{g:14.1f}" if g is not None else f"{'':14}"
         otxt = f"{r['us'] - g:10.1f}" if g is not None else f"{'':10}"
-        lines.append(f"  {r['phase']:<32}{r['us']:10.1f}{r['share']:8.1%}{gtxt}{otxt}")
-    lines.append(f"  {'sum of phases':<32}{p['phases_sum_us']:10.1f}{'':8}"
+        lines.append(f"  {r['phase']:<32}{r['us']:10.1f}{r['median_us']:9.1f}"
+                     f"{r['share']:8.1%}{gtxt}{otxt}")
+    lines.append(f"  {'sum of phases':<32}{p['phases_sum_us']:10.1f}{'':17}"
                  f"{p['gemm_sum_us']:14.1f}{p['phases_sum_us'] - p['gemm_sum_us']:10.1f}")
     lines.append(f"  {'whole fit step (History)':<32}{p['fit_step_us']:10.1f}"
-                 f"   (fit's bookkeeping between phases: "
+                 f"   (fit's own per-step work between the phases, measured just after: "
                  f"{p['fit_step_us'] - p['phases_sum_us']:+.1f} µs)")
     return "\n".join(lines)

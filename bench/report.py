@@ -7,7 +7,7 @@ in the same round), with their min-max.
 from collections import OrderedDict
 
 LABELS = {"fastnn-fit": "fastnn fit", "fastnn-tob": "fastnn tob", "numpy": "NumPy",
-          "torch": "torch Adam", "torch-fused": "torch fused", "sklearn": "sklearn",
+          "torch": "torch", "torch-fused": "torch fused", "sklearn": "sklearn",
           "limit": "GEMM limit", "fastnn": "fastnn"}
 
 TRAIN_RATIOS = [("fastnn-fit", "torch-fused"), ("fastnn-tob", "torch-fused"),
@@ -78,7 +78,7 @@ def train_tables(results):
                                      for a, b in ratios] for r in rs]
         out.append("  ratios (median of per-round ratios, min-max):")
         out += _table(["batch"] + [ratio_name(a, b) for a, b in ratios], rows,
-                      [6] + [19] * len(ratios))
+                      [6] + [20] * len(ratios))
         for r in rs:
             for impl, err in r.get("errors", {}).items():
                 out.append(f"  batch {r['batch']}: {impl} failed: {err}")
@@ -88,7 +88,9 @@ def train_tables(results):
 def predict_table(results):
     if not results:
         return []
-    impls = [i for i in LABELS if any(i in r["latency_us"] for r in results)]
+    impls = [i for i in ("fastnn", "numpy", "torch", "sklearn", "limit")
+             if any(i in r["latency_us"] for r in results)]
+    names = {"torch": "torch"}
     out = ["\nPredict: latency at batch 1 (µs, median of single calls per round, then "
            "median ±half-range over rounds) | throughput at batch 1024 (samples/s)"]
     rows = []
@@ -98,10 +100,11 @@ def predict_table(results):
                     + [ratio_cell(r["ratios"].get("latency fastnn/torch"))]
                     + [cell(r["throughput"].get(i)) for i in ("fastnn", "torch")]
                     + [ratio_cell(r["ratios"].get("throughput fastnn/torch"))])
-    out += _table(["net", "dtype", "thr"] + [LABELS[i] + " µs" for i in impls]
+    out += _table(["net", "dtype", "thr"]
+                  + [names.get(i, LABELS[i]) + " µs" for i in impls]
                   + ["lat fastnn/torch", "fastnn b1024", "torch b1024",
                      "thr fastnn/torch"], rows,
-                  [16, 9, 4] + [15] * len(impls) + [19, 14, 14, 19])
+                  [16, 9, 4] + [15] * len(impls) + [20, 14, 14, 20])
     return out
 
 
@@ -164,8 +167,8 @@ def targets(train, predict, mem, threads, dtype="float32", net="784-512-512-10")
             tr(batch, "fastnn-fit/limit"), lambda v: v >= 0.85, "{:.0%}")
     for pnet in ("784-512-512-10", "784-128-10"):
         r = _find(predict, net=pnet, dtype=dtype, threads=threads)
-        note = " (notes: memory-bound here)" if pnet == "784-512-512-10" else ""
-        add(f"predict b=1 latency {pnet}: fastnn <= 1/3 torch{note}",
+        note = " *" if pnet == "784-512-512-10" else ""
+        add(f"predict b=1 {pnet}: fastnn latency <= 1/3 torch{note}",
             None if r is None else r["ratios"].get("latency fastnn/torch"),
             lambda v: v <= 1 / 3)
     add("train b=128: fastnn >= 4x sklearn MLPClassifier", tr(128, "fastnn-fit/sklearn"),
@@ -188,5 +191,7 @@ def targets_table(rows, threads, dtype="float32", net="784-512-512-10"):
     out = [f"\nIssue-6 targets: {net} {dtype}, {threads} thread(s); fastnn measured "
            f"through fit; ratios = median (min-max) of per-round ratios"]
     out += _table(["target", "measured", "result"],
-                  [[r["target"], r["measured"], r["result"]] for r in rows], [-64, -34, 7])
+                  [[r["target"], r["measured"], r["result"]] for r in rows], [-60, -34, 7])
+    out.append("  * PERF-NOTES: batch-1 inference of 784-512-512-10 is memory-bound (its BLAS "
+               "calls alone take about PyTorch's time); 1/3 is realistic for 784-128-10.")
     return out

@@ -65,7 +65,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="about a minute: 784-512-512-10 float32 at all cores, predict for "
                         "the two ReLU models, fastnn's peak memory")
-    p.add_argument("--cases", type=lst, help="train,predict,memory (default: all)")
+    p.add_argument("--cases", type=lst, help="train,predict,memory (default: all); "
+                                             "none runs only --long/--profile")
     p.add_argument("--nets", type=lst,
                    help="training networks: big (784-512-512-10), small (784-128-10), "
                         "deep (784-8x256-10 sigmoid); predict uses the same unless --quick")
@@ -83,16 +84,29 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=5, help="epochs of --long (5)")
     p.add_argument("--long-batch", type=int, default=32, help="batch size of --long (32)")
     p.add_argument("--profile", action="store_true",
-                   help="also time each phase of a fastnn step (for --profile-net at "
-                        "--profile-batches, float32, all cores)")
+                   help="also time each phase of a fastnn step (--profile-net at "
+                        "--profile-batches, float32, the largest --threads)")
     p.add_argument("--profile-only", action="store_true",
                    help="run only the profile (no other case)")
-    p.add_argument("--profile-net", default="big")
-    p.add_argument("--profile-batches", type=ints, default=[1, 32, 512])
+    p.add_argument("--profile-net", default="big", help="network to profile (big)")
+    p.add_argument("--profile-batches", type=ints, default=[1, 32, 512],
+                   help="batch sizes to profile (1,32,512)")
     p.add_argument("--out", default=os.path.join(HERE, "results"),
                    help="directory for the JSON and PNG (bench/results)")
     p.add_argument("--no-chart", action="store_true")
+    p.add_argument("--native-blas", action="store_true",
+                   help="rerun with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, so "
+                        "OpenBLAS picks the kernel for this CPU")
     return p.parse_args(argv)
+
+
+def rerun_with_native_blas():
+    """Re-exec this command without the OPENBLAS_* overrides (read when BLAS loads)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env["FASTNN_BENCH_NATIVE_BLAS"] = "1"
+    argv = [a for a in sys.argv if a != "--native-blas"]
+    os.execve(sys.executable, [sys.executable] + argv, env)
 
 
 def make_plan(args):
@@ -122,6 +136,10 @@ def make_plan(args):
         plan.seconds = args.seconds
     if args.profile_only:
         plan.cases = []
+    bad = [c for c in plan.cases if c not in ("train", "predict", "memory", "none")]
+    if bad:
+        raise SystemExit(f"unknown case(s) {bad}; choose from train, predict, memory "
+                         f"(or none, with --long / --profile)")
     bad = [n for n in plan.nets + plan.predict_nets if n not in cases.NETS]
     if bad:
         raise SystemExit(f"unknown network(s) {bad}; choose from {sorted(cases.NETS)}")
@@ -235,6 +253,11 @@ def predict_case(plan, net, dtype, threads, data):
             "errors": errors}
 
 
+def _load_note(load):
+    return "" if load is None or load < 0.2 else \
+        f"  [other processes busy: {load:.1f} cores]"
+
+
 def _repeat(f, n):
     start = time.perf_counter()
     for _ in range(n):
@@ -265,8 +288,12 @@ def memory_case(plan, threads):
 # ---------------------------------------------------------------------- main --
 def main(argv=None):
     args = parse_args(argv)
+    if args.native_blas and not os.environ.get("FASTNN_BENCH_NATIVE_BLAS") and \
+            (os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("OPENBLAS_L2_SIZE")):
+        rerun_with_native_blas()
     plan = make_plan(args)
     started = time.time()
+    snap0 = machine.cpu_snapshot()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     os.makedirs(args.out, exist_ok=True)
     set_threads(max(plan.threads))
@@ -294,21 +321,27 @@ def main(argv=None):
                 for key in plan.nets:
                     net = cases.NETS[key]
                     for batch in plan.batches:
+                        snap = machine.cpu_snapshot()
                         r = train_case(plan, net, dtype, threads, batch, data_for(dtype))
+                        r["other_load"] = machine.other_load(snap, machine.cpu_snapshot())
                         train.append(r)
                         done += 1
                         best = {k: report.rate(v["median"])
                                 for k, v in r["samples_per_second"].items()}
                         log(f"[{done}/{total} {time.time() - started:5.0f}s] train "
-                            f"{net.name} {dtype} {threads}t b={batch}: {best}")
+                            f"{net.name} {dtype} {threads}t b={batch}: {best}"
+                            f"{_load_note(r['other_load'])}")
             if "predict" in plan.cases:
                 for key in plan.predict_nets:
                     net = cases.NETS[key]
+                    snap = machine.cpu_snapshot()
                     r = predict_case(plan, net, dtype, threads, data_for(dtype))
+                    r["other_load"] = machine.other_load(snap, machine.cpu_snapshot())
                     predict.append(r)
                     log(f"[{time.time() - started:5.0f}s] predict {net.name} {dtype} "
                         f"{threads}t: latency µs "
-                        f"{ {k: round(v['median'], 1) for k, v in r['latency_us'].items()} }")
+                        f"{ {k: round(v['median'], 1) for k, v in r['latency_us'].items()} }"
+                        f"{_load_note(r['other_load'])}")
     set_threads(max(plan.threads))
     if "memory" in plan.cases:
         mem = memory_case(plan, max(plan.threads))
@@ -337,6 +370,10 @@ def main(argv=None):
              "Weights and optimizer state are reset to the same initial values (fixed seed) "
              "before every timed sample; implementations interleaved round by round."]
     lines += [f"skipped {k}: {v}" for k, v in MISSING.items()]
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        lines.append(f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is set: OpenBLAS "
+                     f"(fastnn, NumPy, the limit) runs that kernel, not the CPU's own; "
+                     f"--native-blas reruns without it (PyTorch uses MKL either way).")
     lines += report.train_tables(train)
     lines += report.predict_table(predict)
     lines += report.memory_table(mem)
@@ -353,6 +390,13 @@ def main(argv=None):
         lines += [""] + [phases.format_profile(p) + "\n" for p in profiles]
     elapsed = time.time() - started
     meta["loadavg_end"] = os.getloadavg()
+    meta["other_load"] = machine.other_load(snap0, machine.cpu_snapshot())
+    busy = [r for r in train + predict if (r.get("other_load") or 0) >= 0.2]
+    lines.insert(2, f"Other processes kept {meta['other_load'] or 0:.2f} cores busy on average "
+                    f"during this run" + (f"; {len(busy)} case(s) ran with >= 0.2 cores busy "
+                                          f"elsewhere (see 'other_load' in the JSON): their "
+                                          f"multi-thread numbers are unreliable" if busy
+                                          else "") + ".")
     doc = {"timestamp": stamp, "command": sys.argv, "seconds": elapsed, "machine": meta,
            "settings": {**plan.__dict__, "reset_between_repeats": True,
                         "reset_note": "weights, optimizer state (moments, step count) and "

@@ -20,6 +20,9 @@ def _kind_ok(arr):
 
 def as_array(name, value):
     """np.asarray with a clear TypeError for things that are not numeric arrays."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{name}: masked arrays are not supported; pass "
+                        f"np.ma.filled(x, value) or drop the masked rows")
     if isinstance(value, np.ndarray):
         arr = value
     else:
@@ -42,6 +45,18 @@ def check_finite(name, arr):
                          f"{tuple(int(i) for i in bad)})")
 
 
+def _convert(name, arr, dtype):
+    """C-contiguous copy (or view) of arr in dtype; refuses values the dtype cannot hold
+    (float64 beyond float32's range would silently become inf)."""
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize and arr.size:
+        finite = arr[np.isfinite(arr)]
+        big = np.abs(finite).max(initial=0)
+        if big > np.finfo(dtype).max:
+            raise ValueError(f"{name}: values up to {big:g} overflow the model dtype "
+                             f"{np.dtype(dtype).name}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
 def as_float_matrix(name, value, dtype, width=None):
     """A C-contiguous (n, width) array of dtype with n >= 1, converted once, finite."""
     arr = as_array(name, value)
@@ -56,12 +71,7 @@ def as_float_matrix(name, value, dtype, width=None):
                          f"width), got shape {arr.shape}")
     if arr.shape[1] == 0:
         raise ValueError(f"{name}: has no features (shape {arr.shape})")
-    if arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize:
-        # float64 data into a float32 model: values beyond float32's range become inf.
-        big = np.abs(arr[np.isfinite(arr)]).max(initial=0)
-        if big > np.finfo(dtype).max:
-            raise ValueError(f"{name}: values up to {big:g} overflow the model dtype {dtype}")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    out = _convert(name, arr, dtype)
     check_finite(name, out)
     return out
 
@@ -107,7 +117,7 @@ def targets(name, value, kind, width, n, dtype):
     if arr.shape[1] != width:
         raise ValueError(f"{name}: expected {width} columns (the model's output width), got "
                          f"shape {arr.shape}")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    out = _convert(name, arr, dtype)
     check_finite(name, out)
     if kind in ("binary", "onehot") and out.size and (out.min() < 0 or out.max() > 1):
         raise ValueError(f"{name}: targets for this loss must be in [0, 1], got values in "
@@ -128,7 +138,7 @@ def sample_weights(name, value, n, dtype):
     arr = as_array(name, value)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name}: expected shape ({n},), got {arr.shape}")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    out = _convert(name, arr, dtype)
     check_finite(name, out)
     if out.size and out.min() < 0:
         raise ValueError(f"{name}: weights must be >= 0, got {out.min():g}")

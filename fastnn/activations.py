@@ -22,6 +22,8 @@ LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = (
 
 def get(name):
     """The canonical name of an activation ('relu', ...). None means 'linear'."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"activation: expected a name such as 'relu', got {name!r}")
     key = ALIASES.get(name, name)
     if not isinstance(key, str) or key.lower() not in CODES:
         raise ValueError(f"activation: unknown activation {name!r}; expected one of "

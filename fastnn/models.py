@@ -62,6 +62,8 @@ class Sequential:
     """
 
     def __init__(self, layers=None, dtype="float32", name="sequential"):
+        if dtype is None:
+            dtype = "float32"
         try:
             dt = np.dtype(dtype)
         except TypeError:
@@ -90,6 +92,9 @@ class Sequential:
         if layers is not None:
             if isinstance(layers, layers_module.Layer):
                 layers = [layers]
+            if not isinstance(layers, (list, tuple)):
+                raise TypeError(f"Sequential: layers must be a list of fn.layers layers, got "
+                                f"{type(layers).__name__}")
             for layer in layers:
                 self.add(layer)
 
@@ -192,6 +197,9 @@ class Sequential:
         """Set the weights from a list shaped like get_weights() (values are copied)."""
         self._require_built("set_weights")
         targets = [w for layer in self.layers for w in layer.weights]
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(f"set_weights: weights must be a list of arrays (as from "
+                            f"get_weights()), got {type(weights).__name__}")
         weights = list(weights)
         if len(weights) != len(targets):
             raise ValueError(f"set_weights: expected {len(targets)} arrays, got "
@@ -202,7 +210,7 @@ class Sequential:
             if arr.shape != dst.shape:
                 raise ValueError(f"set_weights: weights[{i}] must have shape {dst.shape}, "
                                  f"got {arr.shape}")
-            arr = np.ascontiguousarray(arr, dtype=self.dtype)
+            arr = v._convert(f"set_weights: weights[{i}]", arr, self.dtype)
             v.check_finite(f"set_weights: weights[{i}]", arr)
             arrays.append(arr)
         for src, dst in zip(arrays, targets):
@@ -225,8 +233,8 @@ class Sequential:
         """
         if loss is None:
             raise ValueError("compile: loss is required, e.g. loss='categorical_crossentropy'")
-        self.loss = losses.get(loss)
-        self.optimizer = optimizers.get(optimizer)
+        loss = losses.get(loss)
+        optimizer = optimizers.get(optimizer)
         if metrics is None:
             metrics = []
         if isinstance(metrics, str):
@@ -237,12 +245,21 @@ class Sequential:
             if not isinstance(m, str) or m not in metrics_module.NAMES:
                 raise ValueError(f"compile: unknown metric {m!r}; supported: "
                                  f"{sorted(metrics_module.NAMES)}")
-        self._metric_names = list(metrics)
-        self.compiled = True
+            if m == "sparse_categorical_accuracy" and loss.target != "sparse":
+                raise ValueError("compile: sparse_categorical_accuracy needs integer labels, "
+                                 "i.e. loss='sparse_categorical_crossentropy'")
         if not self.built and self.layers and self.layers[0].input_dim is not None:
             self.build()
-        elif self.built:
-            self._finish_compile()
+        previous = (self.loss, self.optimizer, list(getattr(self, "_metric_names", [])),
+                    self.compiled)
+        self.loss, self.optimizer, self._metric_names = loss, optimizer, list(metrics)
+        try:
+            if self.built:
+                self._finish_compile()
+        except Exception:
+            self.loss, self.optimizer, self._metric_names, self.compiled = previous
+            raise
+        self.compiled = True
 
     def _finish_compile(self):
         last = self.layers[-1]
@@ -448,6 +465,8 @@ class Sequential:
                     len(validation_data) not in (2, 3):
                 raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or "
                                  "(x_val, y_val, sample_weight_val)")
+            if validation_data[0] is None or validation_data[1] is None:
+                raise ValueError("fit: validation_data needs both x_val and y_val")
             val = self._prepare("fit: validation_data", *validation_data)
         elif validation_split > 0:
             train_idx, val_idx = self._split(validation_split, x, y, sw)
@@ -471,7 +490,14 @@ class Sequential:
         batch_size = min(batch_size, n_train)
         steps = -(-n_train // batch_size)
         history = callbacks_module.History()
-        cbs = list(callbacks or [])
+        if callbacks is None:
+            callbacks = []
+        elif isinstance(callbacks, callbacks_module.Callback):
+            callbacks = [callbacks]
+        elif not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"fit: callbacks must be a list of fn.callbacks.Callback, got "
+                            f"{type(callbacks).__name__}")
+        cbs = list(callbacks)
         if monitor_gradients and not any(isinstance(c, _gradient_monitor_class())
                                          for c in cbs):
             cbs.append(_gradient_monitor_class()())
@@ -645,6 +671,8 @@ class Sequential:
         self._require_built("evaluate")
         batch_size = 32 if batch_size is None else v.positive_int("evaluate: batch_size",
                                                                   batch_size)
+        if x is None or y is None:
+            raise ValueError("evaluate: x and y are required")
         x, y, sw = self._prepare("evaluate", x, y, sample_weight)
         values = self._evaluate(x, y, sw, batch_size)
         names = ["loss"] + [m.name for m in self.metrics]
@@ -675,6 +703,8 @@ class Sequential:
 
     # ------------------------------------------------------------ single batch --
     def _batch_pass(self, what, x, y, sample_weight, class_weight):
+        if x is None or y is None:
+            raise ValueError(f"{what}: x and y are required")
         x, y, sw = self._prepare(what, x, y, sample_weight, class_weight)
         n = x.shape[0]
         ws = self._train_workspace(n)

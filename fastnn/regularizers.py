@@ -5,6 +5,7 @@ by the batch size or the data size; the same convention as Keras). Its gradient,
 l1 * sign(w) + 2 * l2 * w, is added to the weight gradient inside the dense backward kernel.
 """
 import math
+import numbers
 
 
 class Regularizer:
@@ -12,7 +13,7 @@ class Regularizer:
 
     def __init__(self, l1=0.0, l2=0.0):
         for name, v in (("l1", l1), ("l2", l2)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
                 raise TypeError(f"regularizer: {name} must be a number, got {v!r}")
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"regularizer: {name} must be finite and >= 0, got {v!r}")
@@ -46,6 +47,10 @@ def get(value):
     if value is None or isinstance(value, Regularizer):
         return value
     if isinstance(value, dict):
+        unknown = set(value) - {"l1", "l2"}
+        if unknown:
+            raise ValueError(f"regularizer: unknown keys {sorted(unknown)} in {value!r}; "
+                             f"allowed: 'l1', 'l2'")
         return Regularizer(**value)
     if isinstance(value, str) and value in ("l1", "l2", "l1_l2"):
         return {"l1": l1, "l2": l2, "l1_l2": l1_l2}[value]()

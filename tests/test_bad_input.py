@@ -5,7 +5,7 @@ Also: inputs of another dtype, non-contiguous and read-only inputs give the same
 pre-converted C-contiguous arrays, and property-based tests (hypothesis) over predict/fit
 inputs: the outcome is always a correct result or a ValueError/TypeError.
 
-Tests marked xfail(strict=True) expose bugs (see each reason).
+Tests named test_bug_* were written against bugs found in review (now fixed).
 """
 import subprocess
 import sys
@@ -112,7 +112,7 @@ def test_dense_accepts_numpy_integer_units():
     ({"input_dim": 2.5}, TypeError, r"input_dim must be a positive integer"),
     ({"input_shape": (3, 4)}, ValueError, r"input_shape must be a 1-tuple"),
     ({"activation": "bogus"}, ValueError, r"unknown activation 'bogus'; expected one of"),
-    ({"activation": 5}, ValueError, r"unknown activation 5"),
+    ({"activation": 5}, TypeError, r"activation: expected a name such as 'relu', got 5"),
     ({"kernel_initializer": "bogus"}, ValueError, r"unknown initializer 'bogus'"),
     ({"bias_initializer": "nope"}, ValueError, r"unknown initializer 'nope'"),
     ({"kernel_regularizer": "bogus"}, ValueError, r"regularizer: expected None, 'l1'"),
@@ -312,7 +312,8 @@ def test_float64_1e30_into_float32_model_is_representable():
 def test_x_none(method):
     model = make_model()
     _, y = make_data()
-    exc, pattern = ((ValueError, r"fit: x and y are required") if method == "fit" else
+    exc, pattern = ((ValueError, rf"{method}: x and y are required")
+                    if method != "predict" else
                     (TypeError, rf"{method}: x: expected a numeric array"))
     with pytest.raises(exc, match=pattern):
         call(model, method, None, y)
@@ -347,7 +348,7 @@ def _bad_y_cases():
                                                           r"object"),
             (loss, "complex", y.astype(complex), TypeError, r"y: expected a numeric array .* "
                                                             r"complex128"),
-            (loss, "3-D", y.reshape((1,) + y.shape + (1,))[0][None], ValueError,
+            (loss, "3-D", y.reshape(N, -1)[:, :, None], ValueError,
              r"y: (expected shape|sparse_categorical_crossentropy expects)"),
         ]
         if kind == "sparse":
@@ -571,8 +572,8 @@ def _bad_validation_data():
         ("row mismatch", (x, y[:5]), ValueError, r"fit: validation_data: y: has 5 samples but "
                                                  r"x has 8"),
         ("NaN in y_val", (x, nan), ValueError, r"fit: validation_data: y: contains NaN"),
-        ("x_val None", (None, y), TypeError, r"fit: validation_data: x: expected a numeric "
-                                             r"array"),
+        ("x_val None", (None, y), ValueError, r"fit: validation_data needs both x_val and "
+                                              r"y_val"),
         ("bad sample weights", (x, y, np.ones(3)), ValueError,
          r"fit: validation_data: sample_weight: expected shape \(8,\), got \(3,\)"),
         ("strings", (x.astype(str), y), TypeError, r"fit: validation_data: x: expected a "
@@ -824,20 +825,27 @@ ALL_DTYPES = ["int8", "int64", "uint8", "bool", "float16", "float32", "float64",
 SPECIALS = [np.nan, np.inf, -np.inf, 1e30, -1e30, 1e39, -1e300, 1e-40, 5e-324, 65504.0]
 
 
+NUMERIC_DTYPES = ["int8", "int64", "uint8", "bool", "float16", "float32", "float64"]
+
+
 @st.composite
-def input_arrays(draw, rows=st.integers(0, 6), width=None):
-    """(array, note): random dtype, shape (mostly 2-D, sometimes 0-size or 1-/3-D),
-    layout (C, Fortran, strided, read-only) and special values."""
-    dtype = np.dtype(draw(st.sampled_from(ALL_DTYPES)))
-    n = draw(rows)
-    if width is None:
-        width = draw(st.sampled_from([WIDTH, WIDTH, WIDTH, 0, 1, 3, 5]))
-    ndim = draw(st.sampled_from([2, 2, 2, 2, 1, 3]))
+def input_arrays(draw, rows=st.integers(0, 6)):
+    """An x: random dtype, shape (sometimes 0-size or 1-/3-D), layout (C, Fortran, strided,
+    read-only) and special values (NaN, inf, 1e30, 1e39, 1e300, subnormals). Half of the
+    draws are well-formed (numeric, (n >= 1, WIDTH)) so that valid inputs are common."""
+    if draw(st.booleans()):
+        dtype = np.dtype(draw(st.sampled_from(NUMERIC_DTYPES)))
+        n, width, ndim = max(1, draw(rows)), WIDTH, 2
+    else:
+        dtype = np.dtype(draw(st.sampled_from(ALL_DTYPES)))
+        n = draw(rows)
+        width = draw(st.sampled_from([WIDTH, 0, 1, 3, 5]))
+        ndim = draw(st.sampled_from([2, 2, 1, 3]))
     shape = {1: (n,), 2: (n, width), 3: (n, width, 2)}[ndim]
     size = int(np.prod(shape))
     base = np.array(draw(st.lists(st.floats(-100, 100, allow_nan=False, width=32),
                                   min_size=size, max_size=size)), np.float64).reshape(shape)
-    if size and dtype.kind == "f" and draw(st.booleans()):
+    if size and dtype.kind == "f" and draw(st.integers(0, 2)) == 0:
         special = draw(st.sampled_from(SPECIALS))
         flat = base.reshape(-1)
         flat[draw(st.integers(0, size - 1))] = special
@@ -905,39 +913,60 @@ def test_property_predict(x, arch, dtype, batch_size):
 
 @st.composite
 def fit_cases(draw):
+    """(loss, x, y, sample_weight): valid data of random dtypes and layouts, with (about
+    half of the time) one of x, y or sample_weight corrupted."""
     loss = draw(st.sampled_from(["mse", "binary_crossentropy",
                                  "sparse_categorical_crossentropy"]))
     units, _, kind = LOSSES[loss]
+    corrupt = draw(st.sampled_from([None, None, None, "x", "y", "sw"]))
     x = draw(input_arrays(rows=st.integers(0, 7)))
+    if corrupt != "x":
+        while expected_x_error(x, np.float32) is not None:
+            x = draw(input_arrays(rows=st.integers(1, 7)))
     n = x.shape[0] if x.ndim >= 1 else 0
-    # y: mostly the right number of rows; various shapes, dtypes and bad values.
-    m = draw(st.sampled_from([n, n, n, n, max(n - 1, 0), n + 1]))
-    ydtype = np.dtype(draw(st.sampled_from(["int64", "uint8", "bool", "float32", "float64",
-                                            "float16", "complex64", "object"])))
+    bad_y = corrupt == "y"
+    # y: shapes, dtypes and values; bad ones only when y is the one being corrupted.
+    m = draw(st.sampled_from([n, max(n - 1, 0), n + 1])) if bad_y else n
+    ydtypes = ["int64", "uint8", "bool", "float32", "float64", "float16"]
+    ydtype = np.dtype(draw(st.sampled_from(ydtypes + (["complex64", "object"]
+                                                      if bad_y else []))))
     if kind == "sparse":
-        shape = draw(st.sampled_from([(m,), (m,), (m, 1), (m, 3)]))
-        values = st.integers(0, 2) if draw(st.integers(0, 3)) else st.integers(-1, 3)
+        shape = draw(st.sampled_from([(m,), (m, 1)] + ([(m, 3), (m, 1, 1)] if bad_y else [])))
+        values = st.integers(-1, 3) if bad_y else st.integers(0, 2)
     else:
-        shape = draw(st.sampled_from([(m,), (m, 1), (m, 1), (m, 2)]))
-        values = st.sampled_from([0.0, 1.0, 0.25]) if kind == "binary" or draw(
-            st.booleans()) else st.floats(-5, 5, width=32)
+        shape = draw(st.sampled_from([(m,), (m, 1)] + ([(m, 2), (m, 1, 1)] if bad_y else [])))
+        values = st.sampled_from([0.0, 1.0, 0.25]) if kind == "binary" else \
+            st.floats(-5, 5, width=32)
+        if bad_y and kind == "binary":
+            values = st.sampled_from([0.0, 1.0, 0.25, -0.5, 1.5])
     size = int(np.prod(shape))
     base = np.array(draw(st.lists(values, min_size=size, max_size=size)),
                     np.float64).reshape(shape)
-    if size and ydtype.kind == "f" and draw(st.integers(0, 3)) == 0:
+    if bad_y and size and ydtype.kind == "f" and draw(st.booleans()):
         base.reshape(-1)[draw(st.integers(0, size - 1))] = draw(
-            st.sampled_from([np.nan, np.inf, 1.5, -0.5, 1e39]))
+            st.sampled_from([np.nan, np.inf, -np.inf, 1.5, -0.5, 1e39]))
     with np.errstate(over="ignore", invalid="ignore"):
-        y = (base != 0) if ydtype.kind == "b" else np.abs(base).astype(ydtype) \
-            if ydtype.kind == "u" else base.astype(ydtype)
-    if draw(st.booleans()):
+        if ydtype.kind == "b":
+            y = base != 0
+        elif ydtype.kind in "iu":
+            y = (np.abs(base) if ydtype.kind == "u" else base).astype(ydtype)
+        else:
+            y = base.astype(ydtype)
+    layout = draw(st.sampled_from(["C", "read-only", "strided"]))
+    if layout == "read-only":
         y = y.copy()
         y.flags.writeable = False
+    elif layout == "strided" and y.ndim >= 1:
+        wide = np.zeros((2 * y.shape[0],) + y.shape[1:], y.dtype)
+        wide[::2] = y
+        y = wide[::2]
     sw = None
-    if draw(st.booleans()):
-        wbase = np.array(draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, -1.0, np.nan]),
-                                       min_size=n, max_size=n)), np.float64)
-        sw = wbase[: draw(st.sampled_from([n, n, n, max(n - 1, 0)]))]
+    if corrupt == "sw" or draw(st.booleans()):
+        good = [0.0, 0.5, 1.0, 2.0]
+        weights = st.sampled_from(good + ([-1.0, np.nan, np.inf] if corrupt == "sw" else []))
+        sw = np.array(draw(st.lists(weights, min_size=n, max_size=n)), np.float64)
+        if corrupt == "sw":
+            sw = draw(st.sampled_from([sw, sw[:-1], sw.reshape(-1, 1), sw.astype(complex)]))
     return loss, x, y, sw
 
 
@@ -972,6 +1001,8 @@ def expected_fit_error(loss, x, y, sw, model_dtype):
             return ValueError, None
     swc = None
     if sw is not None:
+        if sw.dtype.kind not in "biuf":
+            return TypeError, None
         if sw.shape != (n,) or not np.isfinite(sw).all() or (sw < 0).any():
             return ValueError, None
         swc = sw.astype(model_dtype)
@@ -1002,9 +1033,6 @@ def test_property_fit_and_evaluate(case, dtype):
 
 
 # ---------------------------------------------------------------- exposed bugs --
-@pytest.mark.xfail(strict=True, reason="BUG: models.py Sequential.evaluate: y omitted or None "
-                   "passes _prepare (which returns y=None, sw=None) and then crashes in "
-                   "_evaluate with AttributeError 'NoneType' object has no attribute 'shape'")
 @pytest.mark.parametrize("args", [(), (None,)], ids=["y omitted", "y=None"])
 def test_bug_evaluate_without_y(args):
     model = make_model()
@@ -1028,10 +1056,6 @@ _SEGFAULT_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (crash): models.py Sequential._batch_pass: "
-                   "train_on_batch(x, None) / gradients(x, None) SEGFAULT the interpreter: "
-                   "_prepare returns y=None and sw=None, which reach the Cython loss kernel "
-                   "(memoryview arguments accept None) and are dereferenced")
 @pytest.mark.parametrize("method", ["train_on_batch", "gradients"])
 def test_bug_batch_methods_with_y_none_crash(method):
     # In a subprocess: the bug kills the interpreter.
@@ -1042,9 +1066,6 @@ def test_bug_batch_methods_with_y_none_crash(method):
     assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr[-2000:])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: models.py Sequential.fit: validation_data=(x_val, "
-                   "None) is accepted, a whole epoch trains, then _evaluate crashes with "
-                   "AttributeError (y_val and its weights are None)")
 def test_bug_validation_data_without_y():
     model = make_model()
     x, y = make_data()
@@ -1056,10 +1077,6 @@ def test_bug_validation_data_without_y():
         assert_unchanged(model, before)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: models.py Sequential.compile sets compiled=True "
-                   "before _finish_compile validates the metrics; when that raises (e.g. "
-                   "'sparse_categorical_accuracy' with loss='mse') the model is left "
-                   "half-compiled and fit/evaluate then crash with AttributeError '_fused'")
 def test_bug_failed_compile_leaves_half_compiled_model():
     model = fn.Sequential([L.Dense(1, input_dim=WIDTH)])
     with pytest.raises(ValueError, match=r"compile: sparse_categorical_accuracy"):
@@ -1069,19 +1086,12 @@ def test_bug_failed_compile_leaves_half_compiled_model():
         model.evaluate(x, y)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: models.py Sequential.compile on a model without "
-                   "input_dim accepts a metric that cannot work with the loss; the 'compile:' "
-                   "error only appears inside the first fit, and a second fit crashes with "
-                   "AttributeError '_fused'")
 def test_bug_incompatible_metric_on_unbuilt_model():
     model = fn.Sequential([L.Dense(3), L.Dense(1)])
     with pytest.raises(ValueError, match=r"compile: sparse_categorical_accuracy"):
         model.compile(loss="mse", optimizer="sgd", metrics=["sparse_categorical_accuracy"])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: models.py Sequential._fit_loop does "
-                   "list(callbacks or []) so a non-list gives TypeError \"'int' object is not "
-                   "iterable\" / \"'History' object is not iterable\", not naming callbacks")
 @pytest.mark.parametrize("callbacks", [5, fn.callbacks.History()],
                          ids=["int", "single Callback"])
 def test_bug_callbacks_not_a_list(callbacks):
@@ -1095,10 +1105,6 @@ def test_bug_callbacks_not_a_list(callbacks):
         assert isinstance(callbacks, fn.callbacks.Callback), "accepted a non-callback"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: models.py Sequential.__init__: dtype=None goes "
-                   "through np.dtype(None) == float64, silently giving a float64 model "
-                   "(the documented default is float32; None should mean the default or be "
-                   "rejected)")
 def test_bug_dtype_none():
     try:
         model = fn.Sequential([L.Dense(1, input_dim=WIDTH)], dtype=None)
@@ -1108,10 +1114,6 @@ def test_bug_dtype_none():
         assert model.dtype == np.float32
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: activations.py get(): ALIASES.get(name, name) "
-                   "is evaluated before the type check, so an unhashable activation (list, "
-                   "dict) raises TypeError \"unhashable type: 'list'\" without naming the "
-                   "argument")
 @pytest.mark.parametrize("make", [lambda: L.Dense(3, activation=["relu"]),
                                   lambda: L.Activation({"name": "relu"})],
                          ids=["Dense", "Activation"])
@@ -1120,9 +1122,6 @@ def test_bug_unhashable_activation(make):
         make()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: models.py Sequential.set_weights does "
-                   "list(weights) unguarded: set_weights(None) / set_weights(5) raise "
-                   "TypeError \"'NoneType' object is not iterable\" without naming set_weights")
 @pytest.mark.parametrize("weights", [None, 5])
 def test_bug_set_weights_not_a_list(weights):
     model = make_model()
@@ -1130,36 +1129,21 @@ def test_bug_set_weights_not_a_list(weights):
         model.set_weights(weights)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: models.py Sequential.__init__: a non-iterable "
-                   "layers argument (Sequential(5)) raises TypeError \"'int' object is not "
-                   "iterable\" without naming the argument")
 def test_bug_sequential_layers_not_iterable():
     with pytest.raises(TypeError, match=r"Sequential.*layer"):
         fn.Sequential(5)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: regularizers.py Regularizer.__init__ checks "
-                   "isinstance(v, (int, float)), rejecting NumPy scalars such as "
-                   "np.float32(0.01) (the rest of the API uses numbers.Real)")
 def test_bug_regularizer_rejects_numpy_float32():
     reg = fn.regularizers.l2(np.float32(0.01))
     assert reg.l2 == pytest.approx(0.01)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: regularizers.py get(): a config dict with an "
-                   "unknown key is passed as Regularizer(**value), giving TypeError "
-                   "\"__init__() got an unexpected keyword argument 'l3'\" that does not say "
-                   "it is a regularizer config or which keys are allowed")
 def test_bug_regularizer_dict_bad_key():
     with pytest.raises((ValueError, TypeError), match=r"regularizer.*l3|l3.*regularizer"):
         L.Dense(3, kernel_regularizer={"l3": 0.1})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _validation.py targets()/sample_weights(): float64 "
-                   "values beyond float32's range are cast to inf (with a NumPy "
-                   "RuntimeWarning 'overflow encountered in cast') and then reported as "
-                   "'contains NaN or infinity' although the data has none; x gets the clear "
-                   "'overflow the model dtype' check, y and sample_weight do not")
 @pytest.mark.parametrize("what", ["y", "sample_weight"])
 def test_bug_overflowing_targets_message(what):
     model = make_model()

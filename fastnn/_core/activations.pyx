@@ -136,7 +136,7 @@ cdef void activation_grad_bias(const floating* out, floating* grad, floating* gr
                 grad_bias[j] += g[j]
 
 
-def activation_forward(const floating[:, ::1] x, floating[:, ::1] out, int activation,
+def activation_forward(const floating[:, ::1] x not None, floating[:, ::1] out not None, int activation,
                        floating alpha=0):
     """out[n, m] = act(x[n, m]). x and out may be the same buffer."""
     cdef Py_ssize_t n = out.shape[0], m = out.shape[1]
@@ -151,7 +151,7 @@ def activation_forward(const floating[:, ::1] x, floating[:, ::1] out, int activ
     fastnn_ftz_restore(mode)
 
 
-def activation_backward(const floating[:, ::1] out, floating[:, ::1] grad, int activation,
+def activation_backward(const floating[:, ::1] out not None, floating[:, ::1] grad not None, int activation,
                         floating alpha=0):
     """grad[n, m]: dL/d(out) -> dL/d(x) in place, given the forward output out[n, m]."""
     cdef Py_ssize_t n = out.shape[0], m = out.shape[1]

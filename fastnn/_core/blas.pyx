@@ -44,7 +44,7 @@ cdef void matmul(bint trans_a, bint trans_b, int m, int n, int k,
         gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
-def matmul_into(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] c,
+def matmul_into(const floating[:, ::1] a not None, const floating[:, ::1] b not None, floating[:, ::1] c not None,
                 bint trans_a=False, bint trans_b=False, floating alpha=1, floating beta=0):
     """c = alpha * op(a) @ op(b) + beta * c for C-contiguous 2-D arrays (test entry point).
 

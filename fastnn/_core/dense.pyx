@@ -15,8 +15,8 @@ from fastnn._core.blas cimport matmul
 from fastnn._core.activations cimport bias_activation, activation_grad_bias
 
 
-def dense_forward(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::1] b,
-                  floating[:, ::1] out, floating[:, ::1] keep_z, int activation,
+def dense_forward(const floating[:, ::1] x not None, const floating[:, ::1] w not None, const floating[::1] b not None,
+                  floating[:, ::1] out not None, floating[:, ::1] keep_z not None, int activation,
                   floating alpha=0):
     """out = act(x @ w + b). If keep_z has rows, z = x @ w + b is also stored there."""
     cdef int n = x.shape[0], k = x.shape[1], m = w.shape[1]
@@ -43,10 +43,10 @@ cdef double _add_penalty_grad(const floating* w, floating* g, Py_ssize_t size,
     return l1 * s1 + l2 * s2
 
 
-def dense_backward(const floating[:, ::1] x, const floating[:, ::1] w,
-                   const floating[::1] b, const floating[:, ::1] out,
-                   floating[:, ::1] grad_out, floating[:, ::1] grad_w,
-                   floating[::1] grad_b, floating[:, ::1] grad_x, int activation,
+def dense_backward(const floating[:, ::1] x not None, const floating[:, ::1] w not None,
+                   const floating[::1] b not None, const floating[:, ::1] out not None,
+                   floating[:, ::1] grad_out not None, floating[:, ::1] grad_w not None,
+                   floating[::1] grad_b not None, floating[:, ::1] grad_x not None, int activation,
                    floating alpha=0, floating kernel_l1=0, floating kernel_l2=0,
                    floating bias_l1=0, floating bias_l2=0):
     """Backward pass of out = act(x @ w + b).
@@ -76,7 +76,7 @@ def dense_backward(const floating[:, ::1] x, const floating[:, ::1] w,
     return penalty
 
 
-def penalty(const floating[::1] w, double l1, double l2):
+def penalty(const floating[::1] w not None, double l1, double l2):
     """l1 * sum|w| + l2 * sum w^2 over a flat array (for reporting without a gradient)."""
     cdef Py_ssize_t i
     cdef double s1 = 0, s2 = 0, v
@@ -90,9 +90,9 @@ def penalty(const floating[::1] w, double l1, double l2):
     return l1 * s1 + l2 * s2
 
 
-def maxout_forward(const floating[:, ::1] x, const floating[:, ::1] w,
-                   const floating[::1] b, floating[:, ::1] z, floating[:, ::1] out,
-                   int32_t[:, ::1] winner, int pieces):
+def maxout_forward(const floating[:, ::1] x not None, const floating[:, ::1] w not None,
+                   const floating[::1] b not None, floating[:, ::1] z not None, floating[:, ::1] out not None,
+                   int32_t[:, ::1] winner not None, int pieces):
     """Maxout: z = x @ w + b (n, units * pieces); out[i, u] = max of z[i, u*pieces:
     (u+1)*pieces] and winner[i, u] = the column of z that won (first maximum)."""
     cdef int n = x.shape[0], k = x.shape[1], m = w.shape[1], units = out.shape[1]
@@ -117,10 +117,10 @@ def maxout_forward(const floating[:, ::1] x, const floating[:, ::1] w,
     fastnn_ftz_restore(mode)
 
 
-def maxout_backward(const floating[:, ::1] x, const floating[:, ::1] w,
-                    const floating[::1] b, const floating[:, ::1] grad_out,
-                    const int32_t[:, ::1] winner, floating[:, ::1] dz,
-                    floating[:, ::1] grad_w, floating[::1] grad_b, floating[:, ::1] grad_x,
+def maxout_backward(const floating[:, ::1] x not None, const floating[:, ::1] w not None,
+                    const floating[::1] b not None, const floating[:, ::1] grad_out not None,
+                    const int32_t[:, ::1] winner not None, floating[:, ::1] dz not None,
+                    floating[:, ::1] grad_w not None, floating[::1] grad_b not None, floating[:, ::1] grad_x not None,
                     floating kernel_l1=0, floating kernel_l2=0, floating bias_l1=0,
                     floating bias_l2=0):
     """Backward of maxout: the gradient of each output goes to the piece that won.

@@ -34,9 +34,9 @@ cdef inline double _weight(const floating[::1] sw, Py_ssize_t i) noexcept nogil:
     return sw[i] if sw.shape[0] > 0 else 1.0
 
 
-def softmax_cross_entropy(const floating[:, ::1] z, const floating[:, ::1] p,
-                          const floating[:, ::1] y, const floating[::1] sample_weight,
-                          floating[:, ::1] grad, double scale):
+def softmax_cross_entropy(const floating[:, ::1] z not None, const floating[:, ::1] p not None,
+                          const floating[:, ::1] y not None, const floating[::1] sample_weight not None,
+                          floating[:, ::1] grad not None, double scale):
     """Categorical cross-entropy of softmax(z) against targets y (one-hot or soft).
 
     loss_i = sum_j y_ij * (lse(z_i) - z_ij);  dL/dz_ij = (sum_j y_ij) * p_ij - y_ij.
@@ -59,10 +59,10 @@ def softmax_cross_entropy(const floating[:, ::1] z, const floating[:, ::1] p,
     return total
 
 
-def sparse_softmax_cross_entropy(const floating[:, ::1] z, const floating[:, ::1] p,
-                                 const int64_t[::1] labels,
-                                 const floating[::1] sample_weight,
-                                 floating[:, ::1] grad, double scale):
+def sparse_softmax_cross_entropy(const floating[:, ::1] z not None, const floating[:, ::1] p not None,
+                                 const int64_t[::1] labels not None,
+                                 const floating[::1] sample_weight not None,
+                                 floating[:, ::1] grad not None, double scale):
     """Cross-entropy of softmax(z) against integer labels in [0, m) (checked in Python).
 
     loss_i = lse(z_i) - z_i[label_i];  dL/dz_ij = p_ij - [j == label_i].
@@ -81,10 +81,10 @@ def sparse_softmax_cross_entropy(const floating[:, ::1] z, const floating[:, ::1
     return total
 
 
-def sigmoid_binary_cross_entropy(const floating[:, ::1] z, const floating[:, ::1] p,
-                                 const floating[:, ::1] y,
-                                 const floating[::1] sample_weight,
-                                 floating[:, ::1] grad, double scale):
+def sigmoid_binary_cross_entropy(const floating[:, ::1] z not None, const floating[:, ::1] p not None,
+                                 const floating[:, ::1] y not None,
+                                 const floating[::1] sample_weight not None,
+                                 floating[:, ::1] grad not None, double scale):
     """Binary cross-entropy of sigmoid(z) against y in [0, 1], averaged over columns.
 
     Per entry, from the logits: max(z, 0) - z*y + log(1 + exp(-|z|)), which neither
@@ -106,8 +106,8 @@ def sigmoid_binary_cross_entropy(const floating[:, ::1] z, const floating[:, ::1
     return total
 
 
-def mean_squared_error(const floating[:, ::1] p, const floating[:, ::1] y,
-                       const floating[::1] sample_weight, floating[:, ::1] grad,
+def mean_squared_error(const floating[:, ::1] p not None, const floating[:, ::1] y not None,
+                       const floating[::1] sample_weight not None, floating[:, ::1] grad not None,
                        double scale):
     """loss_i = mean_j (p_ij - y_ij)^2;  dL/dp_ij = 2 (p_ij - y_ij) / m."""
     cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i, j
@@ -126,8 +126,8 @@ def mean_squared_error(const floating[:, ::1] p, const floating[:, ::1] y,
     return total
 
 
-def categorical_cross_entropy(const floating[:, ::1] p, const floating[:, ::1] y,
-                              const floating[::1] sample_weight, floating[:, ::1] grad,
+def categorical_cross_entropy(const floating[:, ::1] p not None, const floating[:, ::1] y not None,
+                              const floating[::1] sample_weight not None, floating[:, ::1] grad not None,
                               double scale):
     """Cross-entropy on outputs that are not a softmax (Keras's from_logits=False path).
 
@@ -167,8 +167,8 @@ def categorical_cross_entropy(const floating[:, ::1] p, const floating[:, ::1] y
     return total
 
 
-def binary_cross_entropy(const floating[:, ::1] p, const floating[:, ::1] y,
-                         const floating[::1] sample_weight, floating[:, ::1] grad,
+def binary_cross_entropy(const floating[:, ::1] p not None, const floating[:, ::1] y not None,
+                         const floating[::1] sample_weight not None, floating[:, ::1] grad not None,
                          double scale):
     """Binary cross-entropy on outputs that are not a sigmoid, clipped to [EPS, 1 - EPS].
 
@@ -194,7 +194,7 @@ def binary_cross_entropy(const floating[:, ::1] p, const floating[:, ::1] y,
     return total
 
 
-def count_correct_onehot(const floating[:, ::1] p, const floating[:, ::1] y):
+def count_correct_onehot(const floating[:, ::1] p not None, const floating[:, ::1] y not None):
     """Rows whose argmax of p equals the argmax of y (first maximum wins, as NumPy)."""
     cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i, j, ap, ay
     cdef Py_ssize_t hits = 0
@@ -211,7 +211,7 @@ def count_correct_onehot(const floating[:, ::1] p, const floating[:, ::1] y):
     return hits
 
 
-def count_correct_sparse(const floating[:, ::1] p, const int64_t[::1] labels):
+def count_correct_sparse(const floating[:, ::1] p not None, const int64_t[::1] labels not None):
     """Rows whose argmax of p equals the integer label."""
     cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i, j, ap
     cdef Py_ssize_t hits = 0
@@ -225,7 +225,7 @@ def count_correct_sparse(const floating[:, ::1] p, const int64_t[::1] labels):
     return hits
 
 
-def count_correct_binary(const floating[:, ::1] p, const floating[:, ::1] y,
+def count_correct_binary(const floating[:, ::1] p not None, const floating[:, ::1] y not None,
                          double threshold=0.5):
     """Entries where (p > threshold) equals (y > threshold): Keras's binary accuracy."""
     cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i, j

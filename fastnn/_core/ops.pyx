@@ -9,7 +9,7 @@ from cython cimport floating
 cdef Py_ssize_t _HIGH_WORD = 1 if sys.byteorder == "little" else 0
 
 
-def gather_rows(const floating[:, ::1] src, const int64_t[::1] index, floating[:, ::1] out):
+def gather_rows(const floating[:, ::1] src not None, const int64_t[::1] index not None, floating[:, ::1] out not None):
     """out[i, :] = src[index[i], :] for i < len(index) (the minibatch gather).
 
     index values are in range (they come from a permutation made in Python).
@@ -22,7 +22,7 @@ def gather_rows(const floating[:, ::1] src, const int64_t[::1] index, floating[:
             memcpy(&out[i, 0], &src[index[i], 0], m * sizeof(floating))
 
 
-def gather_values(const int64_t[::1] src, const int64_t[::1] index, int64_t[::1] out):
+def gather_values(const int64_t[::1] src not None, const int64_t[::1] index not None, int64_t[::1] out not None):
     """out[i] = src[index[i]] (integer labels and sample indices)."""
     cdef Py_ssize_t i
     with nogil:
@@ -30,7 +30,7 @@ def gather_values(const int64_t[::1] src, const int64_t[::1] index, int64_t[::1]
             out[i] = src[index[i]]
 
 
-def gather_weights(const floating[::1] src, const int64_t[::1] index, floating[::1] out):
+def gather_weights(const floating[::1] src not None, const int64_t[::1] index not None, floating[::1] out not None):
     """out[i] = src[index[i]] (per-sample weights)."""
     cdef Py_ssize_t i
     with nogil:
@@ -38,7 +38,7 @@ def gather_weights(const floating[::1] src, const int64_t[::1] index, floating[:
             out[i] = src[index[i]]
 
 
-def segment_sum_squares(const floating[::1] x, const int64_t[::1] bounds, double[::1] out):
+def segment_sum_squares(const floating[::1] x not None, const int64_t[::1] bounds not None, double[::1] out not None):
     """out[s] = sum of x[bounds[s]:bounds[s+1]]^2 (per-parameter gradient norms)."""
     cdef Py_ssize_t s, i
     cdef double acc
@@ -50,7 +50,7 @@ def segment_sum_squares(const floating[::1] x, const int64_t[::1] bounds, double
             out[s] = acc
 
 
-def scale_segments(floating[::1] x, const int64_t[::1] bounds, const double[::1] scales):
+def scale_segments(floating[::1] x not None, const int64_t[::1] bounds not None, const double[::1] scales not None):
     """x[bounds[s]:bounds[s+1]] *= scales[s] in place (per-parameter clipnorm)."""
     cdef Py_ssize_t s, i
     cdef floating f
@@ -62,7 +62,7 @@ def scale_segments(floating[::1] x, const int64_t[::1] bounds, const double[::1]
                     x[i] *= f
 
 
-def all_finite(const floating[::1] x):
+def all_finite(const floating[::1] x not None):
     """True when no entry of x is NaN or +-inf.
 
     Tests the exponent bits as integers (all ones means inf or NaN) with an or-reduction

@@ -40,7 +40,7 @@ cdef inline int _not_finite(floating v) noexcept nogil:
 # variant (momentum or not, centered or not, ...), so that every loop vectorizes: the
 # updates are memory-bound and a scalar loop with sqrt and division is not.
 
-def sgd(floating[::1] w, const floating[::1] g, floating lr, floating grad_scale=1,
+def sgd(floating[::1] w not None, const floating[::1] g not None, floating lr, floating grad_scale=1,
         floating clipvalue=float("inf")):
     """w -= lr * g."""
     cdef Py_ssize_t i, n = w.shape[0]
@@ -57,7 +57,7 @@ def sgd(floating[::1] w, const floating[::1] g, floating lr, floating grad_scale
     fastnn_ftz_restore(mode)
     return bad
 
-def sgd_momentum(floating[::1] w, const floating[::1] g, floating[::1] velocity,
+def sgd_momentum(floating[::1] w not None, const floating[::1] g not None, floating[::1] velocity not None,
                  floating lr, floating momentum, bint nesterov, floating grad_scale=1,
                  floating clipvalue=float("inf")):
     """v = mu v - lr g;  w += v  (Nesterov: w += mu v - lr g, with the new v)."""
@@ -89,7 +89,7 @@ def sgd_momentum(floating[::1] w, const floating[::1] g, floating[::1] velocity,
     fastnn_ftz_restore(mode)
     return bad
 
-def adagrad(floating[::1] w, const floating[::1] g, floating[::1] accumulator,
+def adagrad(floating[::1] w not None, const floating[::1] g not None, floating[::1] accumulator not None,
             floating lr, floating epsilon, floating grad_scale=1,
             floating clipvalue=float("inf")):
     """G += g^2;  w -= lr g / (sqrt(G) + eps)."""
@@ -112,8 +112,8 @@ def adagrad(floating[::1] w, const floating[::1] g, floating[::1] accumulator,
     fastnn_ftz_restore(mode)
     return bad
 
-def rmsprop(floating[::1] w, const floating[::1] g, floating[::1] mean_square,
-            floating[::1] mean_grad, floating[::1] velocity, floating lr, floating rho,
+def rmsprop(floating[::1] w not None, const floating[::1] g not None, floating[::1] mean_square not None,
+            floating[::1] mean_grad not None, floating[::1] velocity not None, floating lr, floating rho,
             floating momentum, floating epsilon, bint centered, floating grad_scale=1,
             floating clipvalue=float("inf")):
     """s = rho s + (1 - rho) g^2;  step = lr g / (sqrt(s) + eps);  w -= step.
@@ -182,8 +182,8 @@ def rmsprop(floating[::1] w, const floating[::1] g, floating[::1] mean_square,
     fastnn_ftz_restore(mode)
     return bad
 
-def adam(floating[::1] w, const floating[::1] g, floating[::1] m, floating[::1] v,
-         floating[::1] v_max, floating lr, floating beta_1, floating beta_2,
+def adam(floating[::1] w not None, const floating[::1] g not None, floating[::1] m not None, floating[::1] v not None,
+         floating[::1] v_max not None, floating lr, floating beta_1, floating beta_2,
          floating epsilon, double bias_correction_1, double bias_correction_2,
          bint amsgrad, floating weight_decay=0, floating grad_scale=1,
          floating clipvalue=float("inf")):

@@ -24,7 +24,7 @@ def mix_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t c):
     return _mix(k ^ (c + <uint64_t>0xdaa66d2c7ddf743fULL))
 
 
-def uniform(floating[::1] out, uint64_t key):
+def uniform(floating[::1] out not None, uint64_t key):
     """out[i] = a uniform number in [0, 1) from (key, i) (53 or 24 random bits)."""
     cdef Py_ssize_t i
     with nogil:
@@ -37,7 +37,7 @@ def uniform(floating[::1] out, uint64_t key):
                 out[i] = (_mix(key + <uint64_t>i) >> 11) * (1.0 / 9007199254740992.0)
 
 
-def dropout_forward(const floating[:, ::1] x, floating[:, ::1] mask, floating[:, ::1] out,
+def dropout_forward(const floating[:, ::1] x not None, floating[:, ::1] mask not None, floating[:, ::1] out not None,
                     double rate, uint64_t key):
     """Inverted dropout: mask = (u >= rate) / (1 - rate), out = x * mask; shapes (n, m).
 
@@ -61,7 +61,7 @@ def dropout_forward(const floating[:, ::1] x, floating[:, ::1] mask, floating[:,
                     out[i, j] = x[i, j] * keep_scale
 
 
-def multiply_inplace(floating[:, ::1] x, const floating[:, ::1] factor):
+def multiply_inplace(floating[:, ::1] x not None, const floating[:, ::1] factor not None):
     """x *= factor, element-wise, same shapes (dropout's backward)."""
     cdef Py_ssize_t i, j
     with nogil:
