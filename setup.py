@@ -35,4 +35,5 @@ extensions = [
     for name in KERNELS
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives))
+# force: regenerate the C when checks are requested, whatever C files are lying around.
+setup(ext_modules=cythonize(extensions, compiler_directives=directives, force=checked))

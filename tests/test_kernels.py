@@ -12,6 +12,7 @@ correct kernel cannot fail by cancellation and a wrong formula (an error of orde
 terms themselves) cannot pass.
 """
 import math
+import os
 import zlib
 
 import numpy as np
@@ -1192,3 +1193,13 @@ def test_dropout_small_shapes_and_backward(dtype, n, m):
     g2 = g.copy()
     krandom.multiply_inplace(g2, ro(mask))
     assert np.array_equal(g2, g * mask)
+
+
+@pytest.mark.skipif(os.environ.get("FASTNN_EXPECT_BOUNDSCHECK") != "1",
+                    reason="only on the bounds-checked build (.ci/run sets this)")
+def test_this_build_really_checks_bounds():
+    # An out-of-range row index: the checked build must raise, never read out of range.
+    src = np.zeros((3, 4), np.float32)
+    out = np.zeros((1, 4), np.float32)
+    with pytest.raises(IndexError):
+        ops.gather_rows(src, np.array([7], np.int64), out)
