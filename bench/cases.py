@@ -83,7 +83,7 @@ def quick_plan(all_threads):
     plus predict for both ReLU models and fastnn's peak memory."""
     return Plan(cases=["train", "predict", "memory"], nets=["big"],
                 predict_nets=["big", "small"], dtypes=["float32"], threads=[all_threads],
-                rounds=3, seconds=0.05, memory_impls=["fastnn"])
+                rounds=5, seconds=0.06, memory_impls=["fastnn"])
 
 
 def default_plan(all_threads):

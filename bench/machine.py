@@ -43,10 +43,15 @@ def version(module):
 
 
 def git_commit():
+    """HEAD's short hash, '+changes' when tracked files differ (read-only: no index
+    refresh is written)."""
+    def git(*args):
+        return subprocess.run(["git", "--no-optional-locks", "-C", HERE, *args],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
     try:
-        out = subprocess.run(["git", "-C", HERE, "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
+        head = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+        return (head + ("+changes" if changed else "")) or None
     except Exception:
         return None
 
@@ -97,7 +102,7 @@ def describe():
         "memory_mib": meminfo_total_mib(),
         "loadavg_start": os.getloadavg(),
         "env": {k: v for k, v in os.environ.items()
-                if k.startswith(("OPENBLAS", "OMP_", "MKL_", "GOMP", "KMP_"))},
+                if k.startswith(("OPENBLAS", "OMP_", "MKL_", "GOMP", "KMP_", "FASTNN"))},
         "versions": {"fastnn": fastnn.__version__, "numpy": version("numpy"),
                      "scipy": version("scipy"), "threadpoolctl": version("threadpoolctl"),
                      "torch": version("torch"), "sklearn": version("sklearn"),

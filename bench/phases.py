@@ -2,10 +2,11 @@
 
 Runs the phases of fit's step by calling the model's own internal methods in a loop,
 timing each call: gather (the minibatch rows and labels), forward per layer, loss,
-backward per layer, the NaN/inf check of the gradients, optimizer update. Next to each layer's phases it shows the time of
-the same layer's matrix products alone (gemm_limit.py), so the difference is what fastnn
-spends outside BLAS; and it compares the sum of the phases with a whole `fit` step, the
-difference being fit's per-step Python bookkeeping.
+backward per layer, the NaN/inf check of the gradients, optimizer update. Next to each
+layer's phases it shows the time of the same layer's matrix products alone
+(gemm_limit.py), so the difference is what fastnn spends outside BLAS; and it compares
+the sum of the phases with a whole `fit` step, the difference being fit's per-step
+Python bookkeeping.
 
 This uses internals (Sequential._train_workspace/_prepare/_loss, Layer.forward/backward,
 fastnn._core.ops.gather_*), so it follows models.py; if they change, update it here.

@@ -219,7 +219,7 @@ def predict_case(plan, net, dtype, threads, data):
         try:
             if impl == "limit":
                 one, big = GemmLimit(net, dtype, 1), GemmLimit(net, dtype, nb)
-                f1, fb = (lambda: one.forward_steps(1)), (lambda: big.forward_steps(1))
+                f1, fb = (lambda g=one: g.forward_steps(1)), (lambda g=big: g.forward_steps(1))
             else:
                 name = "fastnn-fit" if impl == "fastnn" else impl
                 t = make_trainer(name, net, dtype, 32, weights, x, y)
@@ -392,11 +392,12 @@ def main(argv=None):
     meta["loadavg_end"] = os.getloadavg()
     meta["other_load"] = machine.other_load(snap0, machine.cpu_snapshot())
     busy = [r for r in train + predict if (r.get("other_load") or 0) >= 0.2]
-    lines.insert(2, f"Other processes kept {meta['other_load'] or 0:.2f} cores busy on average "
-                    f"during this run" + (f"; {len(busy)} case(s) ran with >= 0.2 cores busy "
-                                          f"elsewhere (see 'other_load' in the JSON): their "
-                                          f"multi-thread numbers are unreliable" if busy
-                                          else "") + ".")
+    load_line = (f"Other processes kept {meta['other_load'] or 0:.2f} cores busy on "
+                 f"average during this run")
+    if busy:
+        load_line += (f"; {len(busy)} case(s) ran with >= 0.2 cores busy elsewhere (see "
+                      f"'other_load' in the JSON): their multi-thread numbers are unreliable")
+    lines.insert(2, load_line + ".")
     doc = {"timestamp": stamp, "command": sys.argv, "seconds": elapsed, "machine": meta,
            "settings": {**plan.__dict__, "reset_between_repeats": True,
                         "reset_note": "weights, optimizer state (moments, step count) and "

@@ -7,11 +7,12 @@ inputs: the outcome is always a correct result or a ValueError/TypeError.
 
 Tests named test_bug_* were written against bugs found in review (now fixed).
 """
+import os
 import subprocess
+import tempfile
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +24,6 @@ from fastnn import layers as L
 
 WIDTH = 4          # input width of every test model
 N = 8              # rows of the standard test data
-ROOT = Path(__file__).resolve().parents[1]
 
 # loss name -> (output units, output activation, target kind)
 LOSSES = {
@@ -1059,9 +1059,13 @@ _SEGFAULT_SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("method", ["train_on_batch", "gradients"])
 def test_bug_batch_methods_with_y_none_crash(method):
     # In a subprocess: the bug kills the interpreter.
-    proc = subprocess.run([sys.executable, "-c", _SEGFAULT_SCRIPT, method], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+    # The child must import the same fastnn as this process (the installed one under
+    # CI), so its cwd is not the source tree, which has no compiled kernels when clean.
+    installed = os.path.dirname(os.path.dirname(os.path.abspath(fn.__file__)))
+    proc = subprocess.run([sys.executable, "-c", _SEGFAULT_SCRIPT, method],
+                          cwd=tempfile.gettempdir(), capture_output=True, text=True,
+                          timeout=120,
+                          env={"PYTHONPATH": installed, "OMP_NUM_THREADS": "1",
                                "OPENBLAS_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr[-2000:])
 

@@ -64,7 +64,7 @@ cdef void bias_activation(floating* out, const floating* bias, floating* keep_z,
     losses need the logits for a numerically stable log-sum-exp).
     """
     cdef Py_ssize_t i, j
-    cdef floating v
+    cdef floating v, av
     cdef floating* row
     for i in range(n):
         row = out + i * m
@@ -86,7 +86,8 @@ cdef void bias_activation(floating* out, const floating* bias, floating* keep_z,
         elif activation == LEAKY_RELU:
             for j in range(m):
                 v = row[j]
-                row[j] = v if v > 0 else alpha * v
+                av = alpha * v
+                row[j] = v if v > 0 else av
     if activation == SOFTMAX:
         _softmax_rows(out, n, m)
 
@@ -100,7 +101,7 @@ cdef void activation_grad_bias(const floating* out, floating* grad, floating* gr
     (alpha > 0 is enforced in Python), so the output alone decides the branch.
     """
     cdef Py_ssize_t i, j
-    cdef floating y, dot
+    cdef floating y, dot, gj, ag, zero = 0
     cdef floating* g
     cdef const floating* o
     if grad_bias != NULL:
@@ -117,13 +118,18 @@ cdef void activation_grad_bias(const floating* out, floating* grad, floating* gr
                 y = o[j]
                 g[j] *= 1 - y * y
         elif activation == RELU:
+            # A select between two values already loaded, not a conditional store: no
+            # branch to mispredict on random signs, and the loop vectorizes.
             for j in range(m):
-                if not (o[j] > 0):
-                    g[j] = 0
+                gj = g[j]
+                g[j] = gj if o[j] > zero else zero
         elif activation == LEAKY_RELU:
             for j in range(m):
-                if not (o[j] > 0):
-                    g[j] *= alpha
+                # Both candidates computed first: the compiler may not speculate a
+                # multiplication into a select (it could trap), so it must not be in one.
+                gj = g[j]
+                ag = alpha * gj
+                g[j] = gj if o[j] > zero else ag
         elif activation == SOFTMAX:
             # Jacobian-vector product of softmax: dz = y * (g - <g, y>).
             dot = 0
