@@ -64,7 +64,7 @@ cdef void bias_activation(floating* out, const floating* bias, floating* keep_z,
     losses need the logits for a numerically stable log-sum-exp).
     """
     cdef Py_ssize_t i, j
-    cdef floating v, av
+    cdef floating v, av, zero = 0
     cdef floating* row
     for i in range(n):
         row = out + i * m
@@ -87,7 +87,7 @@ cdef void bias_activation(floating* out, const floating* bias, floating* keep_z,
             for j in range(m):
                 v = row[j]
                 av = alpha * v
-                row[j] = v if v > 0 else av
+                row[j] = v if v > zero else av
     if activation == SOFTMAX:
         _softmax_rows(out, n, m)
 
@@ -125,8 +125,6 @@ cdef void activation_grad_bias(const floating* out, floating* grad, floating* gr
                 g[j] = gj if o[j] > zero else zero
         elif activation == LEAKY_RELU:
             for j in range(m):
-                # Both candidates computed first: the compiler may not speculate a
-                # multiplication into a select (it could trap), so it must not be in one.
                 gj = g[j]
                 ag = alpha * gj
                 g[j] = gj if o[j] > zero else ag
