@@ -53,10 +53,15 @@ NETS = {
     "deep": Net("deep", "784-8x256-10", (256,) * 8, "sigmoid", "momentum"),
 }
 
-# The implementations, in the order each round runs them (A B C ... A B C ...).
-TRAIN_IMPLS = ["fastnn-fit", "fastnn-tob", "numpy", "torch", "torch-fused", "sklearn",
-               "limit"]
-PREDICT_IMPLS = ["fastnn", "numpy", "torch", "sklearn", "limit"]
+# The implementations, in the order each round runs them (A B C ... A B C ...), grouped
+# by the thread pool they run on (see timing.SWITCH_SETTLE).
+TRAIN_IMPLS = ["fastnn-fit", "fastnn-tob", "limit", "numpy", "sklearn", "torch",
+               "torch-fused"]
+PREDICT_IMPLS = ["fastnn", "limit", "numpy", "sklearn", "torch"]
+POOLS = {"fastnn-fit": "scipy-openblas", "fastnn-tob": "scipy-openblas",
+         "fastnn": "scipy-openblas", "limit": "scipy-openblas",
+         "numpy": "numpy-openblas", "sklearn": "numpy-openblas",
+         "torch": "torch", "torch-fused": "torch"}
 MEMORY_IMPLS = ["fastnn", "numpy", "torch-fused"]
 
 

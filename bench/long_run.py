@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+import timing
 from cases import initial_weights
 from fastnn_mlp import FastnnMLP
 from numpy_mlp import NumpyMLP
@@ -76,7 +77,7 @@ def run_long(net, dtype, batch, epochs, threads, with_torch, data):
     for epoch in range(epochs):
         row = {"epoch": epoch + 1}
         for name, impl in impls.items():
-            time.sleep(0.01)
+            time.sleep(timing.SWITCH_SETTLE)     # let the previous library's pool idle
             if name == "fastnn":
                 sps = impl.model.fit(x, y, batch_size=batch, epochs=1, verbose=0) \
                     .history["samples_per_second"][-1]

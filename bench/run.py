@@ -193,7 +193,7 @@ def train_case(plan, net, dtype, threads, batch, data):
             samplers[impl] = (lambda run=run, s=steps[impl]: s * batch / run(s))
         except Exception as exc:
             errors[impl] = f"{type(exc).__name__}: {exc}"
-    series = timing.interleave(samplers, plan.rounds)
+    series = timing.interleave(samplers, plan.rounds, cases.POOLS, _switch(threads))
     errors.update(series.pop("_errors"))
     sps = {k: timing.summarize(v) for k, v in series.items()}
     ratios = {}
@@ -232,9 +232,11 @@ def predict_case(plan, net, dtype, threads, data):
             thr[impl] = (lambda fb=fb, c=calls: c * nb / _repeat(fb, c))
         except Exception as exc:
             errors[impl] = f"{type(exc).__name__}: {exc}"
-    samplers = {("lat", k): v for k, v in lat.items()}
-    samplers.update({("thr", k): v for k, v in thr.items()})
-    series = timing.interleave(samplers, plan.rounds)
+    samplers = {}
+    for k in lat:                        # each implementation's two samplers together
+        samplers[("lat", k)], samplers[("thr", k)] = lat[k], thr[k]
+    pools = {key: cases.POOLS[key[1]] for key in samplers}
+    series = timing.interleave(samplers, plan.rounds, pools, _switch(threads))
     errors.update({f"{k[0]} {k[1]}": e for k, e in series.pop("_errors").items()})
     latency = {k[1]: timing.summarize(v) for k, v in series.items() if k[0] == "lat"}
     throughput = {k[1]: timing.summarize(v) for k, v in series.items() if k[0] == "thr"}
@@ -251,6 +253,12 @@ def predict_case(plan, net, dtype, threads, data):
             "threads": threads, "batch_throughput": nb, "rounds": plan.rounds,
             "latency_us": latency, "throughput": throughput, "ratios": ratios,
             "errors": errors}
+
+
+def _switch(threads):
+    """Pause when a round moves to another library's thread pool (none with 1 thread:
+    no worker threads then)."""
+    return timing.SWITCH_SETTLE if threads > 1 else timing.SETTLE
 
 
 def _load_note(load):

@@ -4,13 +4,21 @@ The machine drifts (up to ~1.8x within minutes) and is shared, so every comparis
 made inside one run: each round runs every implementation once, in the same order
 (A B C ... A B C ...), and a ratio is the median of the per-round ratios, whose spread
 is reported too. Before each sample the implementation is reset to its initial state
-(untimed) and the thread pools get a short pause to go idle.
+(untimed) and the thread pools get a pause to go idle (longer when the previous sample
+ran in another library's thread pool, see SWITCH_SETTLE).
 """
 import time
 
 import numpy as np
 
-SETTLE = 0.01    # s of idle time before each sample: lets BLAS/OpenMP pools stop spinning
+SETTLE = 0.01    # s of idle time before each sample
+# After work in one thread pool, its idle workers keep spinning for a while (OpenBLAS's
+# pthreads ~0.1 s): with all cores in use, the next library's threads then share the
+# cores with them. Measured on 2 cores: scipy's OpenBLAS ran its GEMMs 3.5x slower right
+# after NumPy's OpenBLAS (a separate library with its own pool), normal after 0.2 s;
+# within one pool it makes no difference. So a sampler that follows one from another pool
+# waits SWITCH_SETTLE first (only with more than one thread).
+SWITCH_SETTLE = 0.2
 
 
 def summarize(samples):
@@ -31,17 +39,22 @@ def ratio(num, den):
     return summarize([a / b for a, b in zip(num, den)])
 
 
-def interleave(samplers, rounds, settle=SETTLE):
+def interleave(samplers, rounds, pools=None, switch_settle=SWITCH_SETTLE):
     """samplers: {name: callable() -> one measurement}. Runs `rounds` rounds of every
-    sampler once; returns {name: [measurement per round]}. A sampler that raises is
-    dropped, its error kept in the result under '_errors'."""
+    sampler once, in order; returns {name: [measurement per round]}. pools: {name: the
+    thread pool it runs on}; a change of pool waits switch_settle instead of SETTLE. A
+    sampler that raises is dropped, its error kept in the result under '_errors'."""
+    pools = pools or {}
     out = {name: [] for name in samplers}
     errors = {}
+    previous = None
     for _ in range(rounds):
         for name, sample in samplers.items():
             if name in errors:
                 continue
-            time.sleep(settle)
+            pool = pools.get(name)
+            time.sleep(switch_settle if pool != previous else SETTLE)
+            previous = pool
             try:
                 out[name].append(sample())
             except Exception as exc:       # keep the run going; report it

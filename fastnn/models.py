@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from fastnn import _random, _threads
+from fastnn import _parallel, _random, _threads
 from fastnn import _validation as v
 from fastnn import callbacks as callbacks_module
 from fastnn import initializers, layers as layers_module, losses, metrics as metrics_module
@@ -152,6 +152,7 @@ class Sequential:
         total = int(self._bounds[-1])
         self._params = np.zeros(total, self.dtype)
         self._grads = np.zeros(total, self.dtype)
+        self._grads_finite = _parallel.ChunkedCheck(self._grads)
         rng = _random.generator(self.seed, _random.INIT)
         views = collections.defaultdict(lambda: ([], []))
         for (layer, name, shape, init), lo, hi in zip(specs, self._bounds[:-1],
@@ -553,7 +554,7 @@ class Sequential:
                     batch_loss = batch_loss / n + penalty
                     # NaN/inf check before the update, so the weights stay finite: the loss
                     # (free) and the gradients (one vectorized pass over the flat buffer).
-                    if not (batch_loss - batch_loss == 0 and _ops.all_finite(self._grads)):
+                    if not (batch_loss - batch_loss == 0 and self._grads_finite()):
                         bad_loss = batch_loss if batch_loss - batch_loss != 0 else float("nan")
                         self._non_finite(epoch, step, ws, batch_loss, cbl, on_nan)
                         break
@@ -726,7 +727,7 @@ class Sequential:
         try:
             loss, values = self._batch_pass("train_on_batch", x, y, sample_weight,
                                             class_weight)
-            if not (loss - loss == 0 and _ops.all_finite(self._grads)):
+            if not (loss - loss == 0 and self._grads_finite()):
                 raise FloatingPointError(f"train_on_batch: non-finite loss or gradients "
                                          f"(loss {loss}); the update was skipped, the "
                                          f"weights are unchanged")

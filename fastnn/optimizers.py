@@ -21,6 +21,7 @@ import numbers
 
 import numpy as np
 
+from fastnn import _parallel, _threads
 from fastnn import _validation as v
 from fastnn import schedules
 from fastnn._core import optim as _k
@@ -140,16 +141,37 @@ class Optimizer:
 
     def apply(self, params, grads):
         """One update of the flat params from the flat grads (in place). Returns the
-        number of weights whose new value is not finite (0 normally)."""
+        number of weights whose new value is not finite (0 normally).
+
+        Large models are updated in one contiguous chunk per thread at the same time
+        (fastnn/_parallel.py); the result is identical to one pass.
+        """
         if self._slots is None:
             raise ValueError(f"{type(self).__name__}.apply: the optimizer is not built; "
                              f"compile a model with it (or call build(params, bounds))")
         lr = self.current_learning_rate()
         scale, clip = self._conditioning(grads)
         self.iterations += 1
-        return self._update(params, grads, lr, scale, clip)
+        parts = self._chunk_views(params, grads)
+        if len(parts) == 1:
+            return self._update(params, grads, self._slots, lr, scale, clip)
+        return sum(_parallel.run([
+            (lambda w=w, g=g, s=s: self._update(w, g, s, lr, scale, clip))
+            for w, g, s in parts]))
 
-    def _update(self, params, grads, lr, scale, clip):
+    def _chunk_views(self, params, grads):
+        """Per-thread views (w, g, slots) of the flat arrays, made once and cached."""
+        key = (id(params), id(grads), _threads.get_num_threads())
+        if getattr(self, "_chunk_key", None) != key:
+            self._chunks = [(params[lo:hi], grads[lo:hi],
+                             {k: (a[lo:hi] if a.shape[0] else a)
+                              for k, a in self._slots.items()})
+                            for lo, hi in _parallel.chunks(params.shape[0])]
+            self._chunk_key = key
+        return self._chunks
+
+    def _update(self, w, g, s, lr, scale, clip):
+        """One kernel call on (views of) the flat arrays; s holds the slots' views."""
         raise NotImplementedError
 
     def get_config(self):
@@ -201,10 +223,10 @@ class SGD(Optimizer):
     def _slot_specs(self):
         return {"velocity": (self.momentum > 0, 0.0)}
 
-    def _update(self, w, g, lr, scale, clip):
+    def _update(self, w, g, s, lr, scale, clip):
         if self.momentum > 0:
-            return _k.sgd_momentum(w, g, self._slots["velocity"], lr, self.momentum, self.nesterov,
-                            scale, clip)
+            return _k.sgd_momentum(w, g, s["velocity"], lr, self.momentum, self.nesterov,
+                                   scale, clip)
         else:
             return _k.sgd(w, g, lr, scale, clip)
 
@@ -227,8 +249,8 @@ class Adagrad(Optimizer):
     def _slot_specs(self):
         return {"accumulator": (True, self.initial_accumulator_value)}
 
-    def _update(self, w, g, lr, scale, clip):
-        return _k.adagrad(w, g, self._slots["accumulator"], lr, self.epsilon, scale, clip)
+    def _update(self, w, g, s, lr, scale, clip):
+        return _k.adagrad(w, g, s["accumulator"], lr, self.epsilon, scale, clip)
 
     def _hyper(self):
         return {"initial_accumulator_value": self.initial_accumulator_value,
@@ -257,8 +279,7 @@ class RMSprop(Optimizer):
         return {"mean_square": (True, 0.0), "mean_grad": (self.centered, 0.0),
                 "velocity": (self.momentum > 0, 0.0)}
 
-    def _update(self, w, g, lr, scale, clip):
-        s = self._slots
+    def _update(self, w, g, s, lr, scale, clip):
         return _k.rmsprop(w, g, s["mean_square"], s["mean_grad"], s["velocity"], lr, self.rho,
                    self.momentum, self.epsilon, self.centered, scale, clip)
 
@@ -290,9 +311,8 @@ class Adam(Optimizer):
     def _slot_specs(self):
         return {"m": (True, 0.0), "v": (True, 0.0), "v_max": (self.amsgrad, 0.0)}
 
-    def _update(self, w, g, lr, scale, clip):
+    def _update(self, w, g, s, lr, scale, clip):
         t = self.iterations
-        s = self._slots
         return _k.adam(w, g, s["m"], s["v"], s["v_max"], lr, self.beta_1, self.beta_2,
                 self.epsilon, 1.0 - self.beta_1 ** t, 1.0 - self.beta_2 ** t, self.amsgrad,
                 self.weight_decay, scale, clip)

@@ -5,34 +5,48 @@ dL/d(out) into dL/dz in place, using only the activation's output (every activat
 has a derivative expressible through its output), and sums dz over rows into the bias
 gradient in the same pass.
 """
-from libc.math cimport exp, expf, tanh, tanhf, log1p, log1pf
+from libc.math cimport tanh, fabs
 from libc.string cimport memcpy, memset
 from cython cimport floating
 
 from fastnn._core.fpmode cimport fastnn_ftz_on, fastnn_ftz_restore
 
 
+cdef extern from "vmath.h":
+    # Vectorizable Cephes exp (1-3 ulp), see vmath.h: libm's exp is a call the compiler
+    # cannot vectorize, and these loops are exp-bound.
+    float fastnn_expf(float x) noexcept nogil
+    double fastnn_exp(double x) noexcept nogil
+
+
 cdef inline floating _exp(floating v) noexcept nogil:
     if floating is float:
-        return expf(v)
+        return fastnn_expf(v)
     else:
-        return exp(v)
+        return fastnn_exp(v)
 
 
 cdef inline floating _tanh(floating v) noexcept nogil:
+    cdef double a, t, y
     if floating is float:
-        return tanhf(v)
+        # In double through the vectorizable exp: tanh|v| = (1 - t) / (1 + t), t = e^-2|v|.
+        # double keeps 1 - t accurate to float precision down to |v| ~ 1e-4; below, the
+        # series v - v^3/3 is exact to float precision. Selects, not branches.
+        a = fabs(<double>v)
+        t = fastnn_exp(-2 * a)
+        y = (1 - t) / (1 + t)
+        y = a - a * a * a / 3 if a < 1e-4 else y
+        return <float>(y if v >= 0 else -y)
     else:
-        return tanh(v)
+        return tanh(v)       # float64 keeps libm's (its accuracy, at scalar speed)
 
 
 cdef inline floating _sigmoid(floating v) noexcept nogil:
-    # Two branches so that exp never overflows: exp of a non-positive number only.
-    cdef floating e
-    if v >= 0:
-        return 1 / (1 + _exp(-v))
-    e = _exp(v)
-    return e / (1 + e)
+    # exp of a non-positive number only, so it never overflows; both sides computed and
+    # selected, so loops over it vectorize.
+    cdef floating e = _exp(-fabs(v))
+    cdef floating s = 1 / (1 + e)
+    return s if v >= 0 else e * s
 
 
 cdef void _softmax_rows(floating* out, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
@@ -46,9 +60,10 @@ cdef void _softmax_rows(floating* out, Py_ssize_t n, Py_ssize_t m) noexcept nogi
         for j in range(1, m):
             if row[j] > mx:
                 mx = row[j]
+        for j in range(m):             # vectorizes (no reduction in this loop)
+            row[j] = _exp(row[j] - mx)
         s = 0
         for j in range(m):
-            row[j] = _exp(row[j] - mx)
             s += row[j]
         s = 1 / s
         for j in range(m):
