@@ -1,6 +1,7 @@
 """A PNG of the training results (when matplotlib is installed): per network, samples/s
-against batch size for every implementation (median, with min-max bars), and below it
-fastnn's ratios to PyTorch fused Adam and to the GEMM-only limit with the issue-6 goals."""
+against batch size for every implementation, and below it fastnn's ratios to PyTorch's
+fused optimizer and to the GEMM-only limit with the issue-6 goals. Points are medians over
+the rounds, bars their interquartile range (one disturbed round does not stretch them)."""
 import numpy as np
 
 from report import LABELS
@@ -9,6 +10,12 @@ STYLE = {"fastnn-fit": ("C0", "o", "-"), "fastnn-tob": ("C0", "s", ":"),
          "numpy": ("C2", "^", "-"), "torch": ("C3", "v", ":"),
          "torch-fused": ("C3", "D", "-"), "sklearn": ("C4", "x", "-"),
          "limit": ("k", "", "--")}
+
+
+def _iqr(pts):
+    """Error bars from the median to the quartiles of each point's summary."""
+    return np.array([[max(0.0, p[1]["median"] - p[1]["q1"]) for p in pts],
+                     [max(0.0, p[1]["q3"] - p[1]["median"]) for p in pts]])
 
 
 def plot(train, path, dtype, threads):
@@ -38,8 +45,7 @@ def plot(train, path, dtype, threads):
                 continue
             b = np.array([p[0] for p in pts])
             med = np.array([p[1]["median"] for p in pts])
-            err = np.array([[p[1]["median"] - p[1]["min"] for p in pts],
-                            [p[1]["max"] - p[1]["median"] for p in pts]])
+            err = _iqr(pts)
             ax.errorbar(b, med, yerr=err, color=color, marker=marker, ls=ls,
                         label=LABELS[impl], capsize=2, lw=1.3, ms=4)
         ax.set_xscale("log", base=2)
@@ -57,9 +63,8 @@ def plot(train, path, dtype, threads):
                 continue
             b = np.array([p[0] for p in pts])
             med = np.array([p[1]["median"] for p in pts])
-            err = np.array([[p[1]["median"] - p[1]["min"] for p in pts],
-                            [p[1]["max"] - p[1]["median"] for p in pts]])
-            ax.errorbar(b, med, yerr=err, color=color, marker="o", label=label, capsize=2)
+            ax.errorbar(b, med, yerr=_iqr(pts), color=color, marker="o", label=label,
+                        capsize=2)
         if net == "784-512-512-10":
             goals = [(b, g) for b, g in ((1, 2.5), (8, 2.5), (32, 1.3), (128, 1.0), (512, 1.0))
                      if any(r["batch"] == b for r in rs)]
@@ -68,9 +73,14 @@ def plot(train, path, dtype, threads):
                     label="goal vs torch fused")
             ax.axhline(0.85, color="k", ls=":", alpha=0.6, label="goal vs limit (85%)")
         ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_yscale("log")
+        ticks = [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8]
+        ax.set_yticks(ticks)
+        ax.set_yticklabels([f"{t:g}" for t in ticks])
+        ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size")
-        ax.set_ylabel("ratio (median of rounds)")
+        ax.set_ylabel("fastnn fit / other (median of rounds)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     batches = sorted({r["batch"] for r in train})

@@ -45,7 +45,7 @@ def load_cell(r):
     """Cores other processes kept busy during the case ('!' from 0.2 on: unreliable)."""
     load = r.get("other_load")
     if load is None:
-        return "?"
+        return "-"
     return f"{load:.2f}" + (" !" if load >= BUSY else "")
 
 

@@ -43,6 +43,24 @@ cdef double _add_penalty_grad(const floating* w, floating* g, Py_ssize_t size,
     return l1 * s1 + l2 * s2
 
 
+cdef double _weight_gradients(const floating* x, const floating* w, const floating* b,
+                              const floating* dz, floating* grad_w, floating* grad_b,
+                              floating* grad_x, int n, int k, int m, floating kernel_l1,
+                              floating kernel_l2, floating bias_l1,
+                              floating bias_l2) noexcept nogil:
+    """Given dz (n, m) and grad_b: grad_w = x^T dz, grad_x = dz w^T (unless NULL), and the
+    penalties' gradients added in. Returns the penalty of w and b."""
+    cdef double penalty = 0
+    matmul(True, False, k, m, n, <floating>1, x, k, dz, m, <floating>0, grad_w, m)
+    if grad_x != NULL:
+        matmul(False, True, n, k, m, <floating>1, dz, m, w, m, <floating>0, grad_x, k)
+    if kernel_l1 != 0 or kernel_l2 != 0:
+        penalty += _add_penalty_grad(w, grad_w, <Py_ssize_t>k * m, kernel_l1, kernel_l2)
+    if bias_l1 != 0 or bias_l2 != 0:
+        penalty += _add_penalty_grad(b, grad_b, m, bias_l1, bias_l2)
+    return penalty
+
+
 def dense_backward(const floating[:, ::1] x not None, const floating[:, ::1] w not None,
                    const floating[::1] b not None, const floating[:, ::1] out not None,
                    floating[:, ::1] grad_out not None, floating[:, ::1] grad_w not None,
@@ -62,16 +80,10 @@ def dense_backward(const floating[:, ::1] x not None, const floating[:, ::1] w n
     with nogil:
         activation_grad_bias(&out[0, 0], &grad_out[0, 0], &grad_b[0], n, m,
                              activation, alpha)
-        matmul(True, False, k, m, n, <floating>1, &x[0, 0], k, &grad_out[0, 0], m,
-               <floating>0, &grad_w[0, 0], m)
-        if grad_x.shape[0] > 0:
-            matmul(False, True, n, k, m, <floating>1, &grad_out[0, 0], m, &w[0, 0], m,
-                   <floating>0, &grad_x[0, 0], k)
-        if kernel_l1 != 0 or kernel_l2 != 0:
-            penalty += _add_penalty_grad(&w[0, 0], &grad_w[0, 0], <Py_ssize_t>k * m,
-                                         kernel_l1, kernel_l2)
-        if bias_l1 != 0 or bias_l2 != 0:
-            penalty += _add_penalty_grad(&b[0], &grad_b[0], m, bias_l1, bias_l2)
+        penalty = _weight_gradients(&x[0, 0], &w[0, 0], &b[0], &grad_out[0, 0],
+                                    &grad_w[0, 0], &grad_b[0],
+                                    &grad_x[0, 0] if grad_x.shape[0] > 0 else NULL,
+                                    n, k, m, kernel_l1, kernel_l2, bias_l1, bias_l2)
     fastnn_ftz_restore(mode)
     return penalty
 
@@ -141,15 +153,8 @@ def maxout_backward(const floating[:, ::1] x not None, const floating[:, ::1] w 
                 g = grad_out[i, u]
                 dz[i, winner[i, u]] = g
                 grad_b[winner[i, u]] += g
-        matmul(True, False, k, m, n, <floating>1, &x[0, 0], k, &dz[0, 0], m,
-               <floating>0, &grad_w[0, 0], m)
-        if grad_x.shape[0] > 0:
-            matmul(False, True, n, k, m, <floating>1, &dz[0, 0], m, &w[0, 0], m,
-                   <floating>0, &grad_x[0, 0], k)
-        if kernel_l1 != 0 or kernel_l2 != 0:
-            penalty += _add_penalty_grad(&w[0, 0], &grad_w[0, 0], <Py_ssize_t>k * m,
-                                         kernel_l1, kernel_l2)
-        if bias_l1 != 0 or bias_l2 != 0:
-            penalty += _add_penalty_grad(&b[0], &grad_b[0], m, bias_l1, bias_l2)
+        penalty = _weight_gradients(&x[0, 0], &w[0, 0], &b[0], &dz[0, 0], &grad_w[0, 0],
+                                    &grad_b[0], &grad_x[0, 0] if grad_x.shape[0] > 0 else NULL,
+                                    n, k, m, kernel_l1, kernel_l2, bias_l1, bias_l2)
     fastnn_ftz_restore(mode)
     return penalty
