@@ -93,6 +93,9 @@ def parse_args(argv=None):
                    help="batch sizes to profile (1,32,512)")
     p.add_argument("--out", default=os.path.join(HERE, "results"),
                    help="directory for the JSON and PNG (bench/results)")
+    p.add_argument("--retry-busy", type=int, default=1,
+                   help="times to re-measure, at the end, a multi-thread case during which "
+                        "other processes kept >= 0.2 cores busy (1)")
     p.add_argument("--no-chart", action="store_true")
     p.add_argument("--native-blas", action="store_true",
                    help="rerun with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, so "
@@ -322,34 +325,58 @@ def main(argv=None):
     train, predict, mem, long_runs, profiles = [], [], None, [], []
     total = len(plan.threads) * len(plan.dtypes) * len(plan.nets) * len(plan.batches)
     done = 0
+
+    def measure(kind, net, dtype, threads, batch=None):
+        """One case, with the load other processes put on the machine meanwhile."""
+        snap = machine.cpu_snapshot()
+        if kind == "train":
+            r = train_case(plan, net, dtype, threads, batch, data_for(dtype))
+        else:
+            r = predict_case(plan, net, dtype, threads, data_for(dtype))
+        r["other_load"] = machine.other_load(snap, machine.cpu_snapshot())
+        return r
+
+    def show(r, prefix):
+        if r["case"] == "train":
+            nums = {k: report.rate(v["median"]) for k, v in r["samples_per_second"].items()}
+            what = f"train {r['net']} {r['dtype']} {r['threads']}t b={r['batch']}: {nums}"
+        else:
+            nums = {k: round(v["median"], 1) for k, v in r["latency_us"].items()}
+            what = f"predict {r['net']} {r['dtype']} {r['threads']}t: latency µs {nums}"
+        log(f"[{prefix}{time.time() - started:5.0f}s] {what}{_load_note(r['other_load'])}")
+
     for threads in plan.threads:
         set_threads(threads)
         for dtype in plan.dtypes:
             if "train" in plan.cases:
                 for key in plan.nets:
-                    net = cases.NETS[key]
                     for batch in plan.batches:
-                        snap = machine.cpu_snapshot()
-                        r = train_case(plan, net, dtype, threads, batch, data_for(dtype))
-                        r["other_load"] = machine.other_load(snap, machine.cpu_snapshot())
+                        r = measure("train", cases.NETS[key], dtype, threads, batch)
                         train.append(r)
                         done += 1
-                        best = {k: report.rate(v["median"])
-                                for k, v in r["samples_per_second"].items()}
-                        log(f"[{done}/{total} {time.time() - started:5.0f}s] train "
-                            f"{net.name} {dtype} {threads}t b={batch}: {best}"
-                            f"{_load_note(r['other_load'])}")
+                        show(r, f"{done}/{total} ")
             if "predict" in plan.cases:
                 for key in plan.predict_nets:
-                    net = cases.NETS[key]
-                    snap = machine.cpu_snapshot()
-                    r = predict_case(plan, net, dtype, threads, data_for(dtype))
-                    r["other_load"] = machine.other_load(snap, machine.cpu_snapshot())
+                    r = measure("predict", cases.NETS[key], dtype, threads)
                     predict.append(r)
-                    log(f"[{time.time() - started:5.0f}s] predict {net.name} {dtype} "
-                        f"{threads}t: latency µs "
-                        f"{ {k: round(v['median'], 1) for k, v in r['latency_us'].items()} }"
-                        f"{_load_note(r['other_load'])}")
+                    show(r, "")
+    # Cases that shared the machine with other processes while using all cores: measure
+    # them again at the end (the load may have passed) and keep the quieter measurement.
+    for attempt in range(args.retry_busy):
+        for results in (train, predict):
+            for i, r in enumerate(results):
+                if r["threads"] < 2 or (r.get("other_load") or 0) < report.BUSY:
+                    continue
+                set_threads(r["threads"])
+                again = measure(r["case"], cases.NETS[r["net_key"]], r["dtype"],
+                                r["threads"], r.get("batch"))
+                again["first_other_load"] = r.get("first_other_load", r["other_load"])
+                again["retries"] = r.get("retries", 0) + 1
+                show(again, f"retry {again['retries']} ")
+                if again["other_load"] is not None and again["other_load"] < r["other_load"]:
+                    results[i] = again
+                else:
+                    r["retries"] = again["retries"]
     set_threads(max(plan.threads))
     if "memory" in plan.cases:
         mem = memory_case(plan, max(plan.threads))

@@ -6,6 +6,11 @@ enough: `set_num_threads(n)` sets BLAS's thread count through threadpoolctl. The
 applied the first time a model is built, is the number of CPUs this process may really use:
 the affinity mask and a cgroup (container) CPU quota are respected, not just the host's
 core count, so BLAS does not oversubscribe a container.
+
+The other parallel part is fastnn's optimizer update (and the finiteness check), split in
+chunks over the same number of threads (fastnn/_parallel.py): Python threads that block,
+never spin. So that BLAS's idle threads do not spin against them either, fastnn sets
+OPENBLAS_THREAD_TIMEOUT=4 at import unless it is already set (see fastnn/__init__.py).
 """
 import math
 import os
