@@ -51,6 +51,26 @@ class _Workspace:
         if with_loss:
             self.grad = np.empty((n, model.output_dim), dt)
 
+    def rows(self, n):
+        """A workspace for a batch of n < self.n rows made of views of this one."""
+        view = object.__new__(_Workspace)
+        view.__dict__.update({k: _first_rows(v, self.n, n) for k, v in vars(self).items()})
+        view.n = n
+        view.inputs = [None] * len(self.inputs)
+        view.bufs = []
+        for buf in self.bufs:
+            copy = object.__new__(type(buf))
+            copy.__dict__.update({k: _first_rows(v, self.n, n) for k, v in vars(buf).items()})
+            view.bufs.append(copy)
+        return view
+
+
+def _first_rows(value, full, n):
+    """value[:n] for batch-sized arrays (first dimension == full), value otherwise."""
+    if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == full:
+        return value[:n]
+    return value
+
 
 class Sequential:
     """A linear stack of layers (Keras's Sequential).
@@ -288,7 +308,14 @@ class Sequential:
     def _train_workspace(self, n):
         ws = self._train_cache.get(n)
         if ws is None or ws.version != self._version:
-            ws = _Workspace(self, n, training=True, with_loss=True)
+            larger = [w for k, w in self._train_cache.items()
+                      if k > n and w.version == self._version]
+            if larger:
+                # The last, smaller batch of an epoch: the first n rows of the full
+                # batch's buffers (row slices of C-contiguous arrays are C-contiguous).
+                ws = larger[0].rows(n)
+            else:
+                ws = _Workspace(self, n, training=True, with_loss=True)
             self._train_cache[n] = ws
             while len(self._train_cache) > _MAX_CACHED_SIZES:
                 self._train_cache.popitem(last=False)
