@@ -64,7 +64,7 @@ def set_num_threads(n):
     n = int(n)
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
-    import scipy.linalg  # noqa: F401  (loads the BLAS that cython_blas calls)
+    import fastnn._core.blas  # noqa: F401  (the kernels load the BLAS that they call)
     previous = _state["threads"]
     _state["limiter"] = threadpool_limits(limits=n, user_api="blas")
     _state["threads"] = n
@@ -85,5 +85,5 @@ def ensure_default():
 
 def blas_info():
     """threadpoolctl's description of the loaded BLAS libraries (for reports)."""
-    import scipy.linalg  # noqa: F401
+    import fastnn._core.blas  # noqa: F401
     return [i for i in threadpool_info() if i.get("user_api") == "blas"]

@@ -15,6 +15,8 @@ assert "scipy.linalg" not in sys.modules, "scipy.linalg was imported"
 model = fn.Sequential([fn.layers.Dense(3, activation="softmax", input_dim=4)])
 model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
 model.fit(np.random.rand(64, 4), np.random.randint(0, 3, 64), epochs=2, verbose=0)
+fn.set_num_threads(1)
+assert "scipy.linalg" not in sys.modules, "training or set_num_threads imported scipy.linalg"
 # and SciPy still behaves as if imported normally
 import scipy.linalg
 import scipy.linalg.cython_blas as cb
