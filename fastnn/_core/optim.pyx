@@ -16,6 +16,30 @@ from cython cimport floating
 from fastnn._core.fpmode cimport fastnn_ftz_on, fastnn_ftz_restore
 
 
+cdef extern from "simd_optim.h":
+    # SGD, momentum and Adam: the same loops compiled for AVX-512 / AVX2 / SSE2 and chosen
+    # at load time (see simd_optim.h); the other updates stay in Cython below.
+    Py_ssize_t fastnn_sgd_f32(float* w, const float* g, Py_ssize_t n, float lr,
+                              float scale, float clip) noexcept nogil
+    Py_ssize_t fastnn_sgd_f64(double* w, const double* g, Py_ssize_t n, double lr,
+                              double scale, double clip) noexcept nogil
+    Py_ssize_t fastnn_momentum_f32(float* w, const float* g, float* vel, Py_ssize_t n,
+                                   float lr, float mu, int nesterov, float scale,
+                                   float clip) noexcept nogil
+    Py_ssize_t fastnn_momentum_f64(double* w, const double* g, double* vel, Py_ssize_t n,
+                                   double lr, double mu, int nesterov, double scale,
+                                   double clip) noexcept nogil
+    Py_ssize_t fastnn_adam_f32(float* w, const float* g, float* m, float* v, float* vmax,
+                               Py_ssize_t n, float keep, float b1, float omb1, float b2,
+                               float omb2, float step, float inv_sqrt_bc2, float eps,
+                               float scale, float clip) noexcept nogil
+    Py_ssize_t fastnn_adam_f64(double* w, const double* g, double* m, double* v,
+                               double* vmax, Py_ssize_t n, double keep, double b1,
+                               double omb1, double b2, double omb2, double step,
+                               double inv_sqrt_bc2, double eps, double scale,
+                               double clip) noexcept nogil
+
+
 cdef inline floating _sqrt(floating v) noexcept nogil:
     if floating is float:
         return sqrtf(v)
@@ -40,52 +64,36 @@ cdef inline int _not_finite(floating v) noexcept nogil:
 # variant (momentum or not, centered or not, ...), so that every loop vectorizes: the
 # updates are memory-bound and a scalar loop with sqrt and division is not.
 
-def sgd(floating[::1] w not None, const floating[::1] g not None, floating lr, floating grad_scale=1,
-        floating clipvalue=float("inf")):
-    """w -= lr * g."""
-    cdef Py_ssize_t i, n = w.shape[0]
-    cdef floating wn
-    cdef Py_ssize_t bad = 0
-    cdef floating* wp = &w[0] if n else NULL
-    cdef const floating* gp = &g[0] if n else NULL
+def sgd(floating[::1] w not None, const floating[::1] g not None, floating lr,
+        floating grad_scale=1, floating clipvalue=float("inf")):
+    """w -= lr * g. Returns the number of non-finite new weights."""
+    cdef Py_ssize_t n = w.shape[0], bad = 0
+    if n == 0:
+        return 0
     cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
-        for i in range(n):
-            wn = wp[i] - (lr * _condition(gp[i], grad_scale, clipvalue))
-            bad += _not_finite(wn)
-            wp[i] = wn
+        if floating is float:
+            bad = fastnn_sgd_f32(&w[0], &g[0], n, lr, grad_scale, clipvalue)
+        else:
+            bad = fastnn_sgd_f64(&w[0], &g[0], n, lr, grad_scale, clipvalue)
     fastnn_ftz_restore(mode)
     return bad
 
-def sgd_momentum(floating[::1] w not None, const floating[::1] g not None, floating[::1] velocity not None,
-                 floating lr, floating momentum, bint nesterov, floating grad_scale=1,
-                 floating clipvalue=float("inf")):
+def sgd_momentum(floating[::1] w not None, const floating[::1] g not None,
+                 floating[::1] velocity not None, floating lr, floating momentum,
+                 bint nesterov, floating grad_scale=1, floating clipvalue=float("inf")):
     """v = mu v - lr g;  w += v  (Nesterov: w += mu v - lr g, with the new v)."""
-    cdef Py_ssize_t i, n = w.shape[0]
-    cdef floating wn
-    cdef Py_ssize_t bad = 0
-    cdef floating gi, v
-    cdef floating* wp = &w[0] if n else NULL
-    cdef const floating* gp = &g[0] if n else NULL
-    cdef floating* vp = &velocity[0] if n else NULL
+    cdef Py_ssize_t n = w.shape[0], bad = 0
+    if n == 0:
+        return 0
     cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
-        if nesterov:
-            for i in range(n):
-                gi = _condition(gp[i], grad_scale, clipvalue)
-                v = momentum * vp[i] - lr * gi
-                vp[i] = v
-                wn = wp[i] + (momentum * v - lr * gi)
-                bad += _not_finite(wn)
-                wp[i] = wn
+        if floating is float:
+            bad = fastnn_momentum_f32(&w[0], &g[0], &velocity[0], n, lr, momentum,
+                                      nesterov, grad_scale, clipvalue)
         else:
-            for i in range(n):
-                gi = _condition(gp[i], grad_scale, clipvalue)
-                v = momentum * vp[i] - lr * gi
-                vp[i] = v
-                wn = wp[i] + (v)
-                bad += _not_finite(wn)
-                wp[i] = wn
+            bad = fastnn_momentum_f64(&w[0], &g[0], &velocity[0], n, lr, momentum,
+                                      nesterov, grad_scale, clipvalue)
     fastnn_ftz_restore(mode)
     return bad
 
@@ -182,56 +190,35 @@ def rmsprop(floating[::1] w not None, const floating[::1] g not None, floating[:
     fastnn_ftz_restore(mode)
     return bad
 
-def adam(floating[::1] w not None, const floating[::1] g not None, floating[::1] m not None, floating[::1] v not None,
-         floating[::1] v_max not None, floating lr, floating beta_1, floating beta_2,
-         floating epsilon, double bias_correction_1, double bias_correction_2,
-         bint amsgrad, floating weight_decay=0, floating grad_scale=1,
-         floating clipvalue=float("inf")):
+def adam(floating[::1] w not None, const floating[::1] g not None,
+         floating[::1] m not None, floating[::1] v not None, floating[::1] v_max not None,
+         floating lr, floating beta_1, floating beta_2, floating epsilon,
+         double bias_correction_1, double bias_correction_2, bint amsgrad,
+         floating weight_decay=0, floating grad_scale=1, floating clipvalue=float("inf")):
     """Adam / AdamW / AMSGrad in one pass.
 
     w -= lr * wd * w (decoupled decay, AdamW; wd = 0 for Adam), then
     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  (amsgrad: v_max = max(v_max, v))
     w -= lr * (m / bc1) / (sqrt(v / bc2) + eps)  with bc_k = 1 - beta_k^t (the caller's).
+    keep = 1 - lr * wd multiplies w first: w * 1 is exactly w when wd = 0.
     """
-    cdef Py_ssize_t i, n = w.shape[0]
-    cdef floating gi, mi, vi, wi, vm, keep = 1 - lr * weight_decay
+    cdef Py_ssize_t n = w.shape[0], bad = 0
+    if n == 0:
+        return 0
+    cdef floating keep = 1 - lr * weight_decay
     cdef floating step_size = <floating>(lr / bias_correction_1)
     cdef floating inv_sqrt_bc2 = <floating>(1.0 / sqrt(bias_correction_2))
     cdef floating one_minus_b1 = 1 - beta_1, one_minus_b2 = 1 - beta_2
-    cdef floating* wp = &w[0] if n else NULL
-    cdef const floating* gp = &g[0] if n else NULL
-    cdef floating* mp = &m[0] if n else NULL
-    cdef floating* vp = &v[0] if n else NULL
-    cdef floating* xp = &v_max[0] if amsgrad and n else NULL
-    cdef floating wn
-    cdef Py_ssize_t bad = 0
+    cdef floating* vmax = &v_max[0] if amsgrad else NULL
     cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
-        if not amsgrad:
-            for i in range(n):
-                gi = _condition(gp[i], grad_scale, clipvalue)
-                # keep = 1 - lr * wd: w - lr*wd*w; w * 1 is exactly w when wd = 0.
-                wi = wp[i] * keep
-                mi = beta_1 * mp[i] + one_minus_b1 * gi
-                vi = beta_2 * vp[i] + one_minus_b2 * gi * gi
-                mp[i] = mi
-                vp[i] = vi
-                wn = wi - step_size * mi / (_sqrt(vi) * inv_sqrt_bc2 + epsilon)
-                bad += _not_finite(wn)
-                wp[i] = wn
+        if floating is float:
+            bad = fastnn_adam_f32(&w[0], &g[0], &m[0], &v[0], vmax, n, keep, beta_1,
+                                  one_minus_b1, beta_2, one_minus_b2, step_size,
+                                  inv_sqrt_bc2, epsilon, grad_scale, clipvalue)
         else:
-            for i in range(n):
-                gi = _condition(gp[i], grad_scale, clipvalue)
-                wi = wp[i] * keep
-                mi = beta_1 * mp[i] + one_minus_b1 * gi
-                vi = beta_2 * vp[i] + one_minus_b2 * gi * gi
-                mp[i] = mi
-                vp[i] = vi
-                vm = xp[i]
-                vm = vi if vi > vm else vm
-                xp[i] = vm
-                wn = wi - step_size * mi / (_sqrt(vm) * inv_sqrt_bc2 + epsilon)
-                bad += _not_finite(wn)
-                wp[i] = wn
+            bad = fastnn_adam_f64(&w[0], &g[0], &m[0], &v[0], vmax, n, keep, beta_1,
+                                  one_minus_b1, beta_2, one_minus_b2, step_size,
+                                  inv_sqrt_bc2, epsilon, grad_scale, clipvalue)
     fastnn_ftz_restore(mode)
     return bad
