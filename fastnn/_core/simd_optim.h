@@ -100,4 +100,23 @@ FASTNN_CLONES static ptrdiff_t fastnn_adam_##SUFFIX(                            
 
 FASTNN_DEFINE_UPDATES(float, f32, sqrtf)
 FASTNN_DEFINE_UPDATES(double, f64, sqrt)
+
+/* 1 when none of the n 32-bit words w[i * stride + offset] has an all-ones exponent
+ * field under `mask` (an inf or NaN); the finiteness check of the gradients before every
+ * update. Floats: stride 1, mask 0x7f800000. Doubles: the high word of each (stride 2,
+ * offset 1 on little-endian), mask 0x7ff00000. An or-reduction with no early exit, so it
+ * streams at memory speed in the widest vectors the CPU has. */
+FASTNN_CLONES static int fastnn_words_finite(const unsigned int* restrict w, ptrdiff_t n,
+                                             ptrdiff_t stride, ptrdiff_t offset,
+                                             unsigned int mask) {
+    unsigned int bad = 0;
+    if (stride == 1) {
+        for (ptrdiff_t i = 0; i < n; i++)
+            bad |= (w[i] & mask) == mask;
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++)
+            bad |= (w[2 * i + offset] & mask) == mask;
+    }
+    return bad == 0;
+}
 #endif
