@@ -14,39 +14,17 @@ from fastnn._core.fpmode cimport fastnn_ftz_on, fastnn_ftz_restore
 
 cdef extern from "vmath.h":
     # Vectorizable Cephes exp (1-3 ulp), see vmath.h: libm's exp is a call the compiler
-    # cannot vectorize, and these loops are exp-bound.
-    float fastnn_expf(float x) noexcept nogil
-    double fastnn_exp(double x) noexcept nogil
+    # cannot vectorize, and these loops are exp-bound. The row loops are compiled for
+    # AVX-512 / AVX2 / SSE2 and chosen at load time.
+    void fastnn_sigmoid_f32(float* x, Py_ssize_t n) noexcept nogil
+    void fastnn_sigmoid_f64(double* x, Py_ssize_t n) noexcept nogil
+    void fastnn_tanh_f32(float* x, Py_ssize_t n) noexcept nogil
+    void fastnn_exp_shift_f32(float* x, Py_ssize_t n, float shift) noexcept nogil
+    void fastnn_exp_shift_f64(double* x, Py_ssize_t n, double shift) noexcept nogil
 
 
-cdef inline floating _exp(floating v) noexcept nogil:
-    if floating is float:
-        return fastnn_expf(v)
-    else:
-        return fastnn_exp(v)
-
-
-cdef inline floating _tanh(floating v) noexcept nogil:
-    cdef double a, t, y
-    if floating is float:
-        # In double through the vectorizable exp: tanh|v| = (1 - t) / (1 + t), t = e^-2|v|.
-        # double keeps 1 - t accurate to float precision down to |v| ~ 1e-4; below, the
-        # series v - v^3/3 is exact to float precision. Selects, not branches.
-        a = fabs(<double>v)
-        t = fastnn_exp(-2 * a)
-        y = (1 - t) / (1 + t)
-        y = a - a * a * a / 3 if a < 1e-4 else y
-        return <float>(y if v >= 0 else -y)
-    else:
-        return tanh(v)       # float64 keeps libm's (its accuracy, at scalar speed)
-
-
-cdef inline floating _sigmoid(floating v) noexcept nogil:
-    # exp of a non-positive number only, so it never overflows; both sides computed and
-    # selected, so loops over it vectorize.
-    cdef floating e = _exp(-fabs(v))
-    cdef floating s = 1 / (1 + e)
-    return s if v >= 0 else e * s
+cdef inline double _tanh(double v) noexcept nogil:
+    return tanh(v)       # float64 keeps libm's tanh (its accuracy, at scalar speed)
 
 
 cdef void _softmax_rows(floating* out, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
@@ -60,8 +38,10 @@ cdef void _softmax_rows(floating* out, Py_ssize_t n, Py_ssize_t m) noexcept nogi
         for j in range(1, m):
             if row[j] > mx:
                 mx = row[j]
-        for j in range(m):             # vectorizes (no reduction in this loop)
-            row[j] = _exp(row[j] - mx)
+        if floating is float:
+            fastnn_exp_shift_f32(row, m, mx)
+        else:
+            fastnn_exp_shift_f64(row, m, mx)
         s = 0
         for j in range(m):
             s += row[j]
@@ -89,11 +69,16 @@ cdef void bias_activation(floating* out, const floating* bias, floating* keep_z,
         if keep_z != NULL:
             memcpy(keep_z + i * m, row, m * sizeof(floating))
         if activation == SIGMOID:
-            for j in range(m):
-                row[j] = _sigmoid(row[j])
+            if floating is float:
+                fastnn_sigmoid_f32(row, m)
+            else:
+                fastnn_sigmoid_f64(row, m)
         elif activation == TANH:
-            for j in range(m):
-                row[j] = _tanh(row[j])
+            if floating is float:
+                fastnn_tanh_f32(row, m)
+            else:
+                for j in range(m):
+                    row[j] = _tanh(row[j])
         elif activation == RELU:
             for j in range(m):
                 v = row[j]

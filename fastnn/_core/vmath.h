@@ -67,4 +67,54 @@ static inline double fastnn_exp(double x) {
     y = x < lo ? 0.0 : y;
     return x != x ? x : y;
 }
+
+#ifndef FASTNN_CLONES
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && defined(__linux__)
+#define FASTNN_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), unused))
+#else
+#define FASTNN_CLONES __attribute__((unused))
+#endif
+#endif
+
+/* The activations' exp-bound loops over one row, compiled for AVX-512 / AVX2 / SSE2
+ * (chosen at load time, as in simd_optim.h). */
+
+/* sigmoid in place: exp of -|v| only (never overflows); both sides computed, selected */
+#define FASTNN_SIGMOID_LOOP(T, EXP, ABS)                     \
+    for (ptrdiff_t i = 0; i < n; i++) {                      \
+        T v = x[i];                                          \
+        T e = EXP(-ABS(v));                                  \
+        T s = (T)1 / ((T)1 + e);                             \
+        x[i] = v >= 0 ? s : e * s;                           \
+    }
+FASTNN_CLONES static void fastnn_sigmoid_f32(float* restrict x, ptrdiff_t n) {
+    FASTNN_SIGMOID_LOOP(float, fastnn_expf, fabsf)
+}
+FASTNN_CLONES static void fastnn_sigmoid_f64(double* restrict x, ptrdiff_t n) {
+    FASTNN_SIGMOID_LOOP(double, fastnn_exp, fabs)
+}
+
+/* float32 tanh in place, computed in double: tanh|v| = (1 - t) / (1 + t), t = e^-2|v|,
+ * accurate to float precision down to |v| ~ 1e-4; below, v - v^3/3 is. */
+FASTNN_CLONES static void fastnn_tanh_f32(float* restrict x, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double v = x[i];
+        double a = fabs(v);
+        double t = fastnn_exp(-2 * a);
+        double y = (1 - t) / (1 + t);
+        y = a < 1e-4 ? a - a * a * a / 3 : y;
+        x[i] = (float)(v >= 0 ? y : -y);
+    }
+}
+
+/* x[i] = exp(x[i] - shift): softmax's numerators */
+FASTNN_CLONES static void fastnn_exp_shift_f32(float* restrict x, ptrdiff_t n, float shift) {
+    for (ptrdiff_t i = 0; i < n; i++)
+        x[i] = fastnn_expf(x[i] - shift);
+}
+FASTNN_CLONES static void fastnn_exp_shift_f64(double* restrict x, ptrdiff_t n,
+                                               double shift) {
+    for (ptrdiff_t i = 0; i < n; i++)
+        x[i] = fastnn_exp(x[i] - shift);
+}
 #endif
