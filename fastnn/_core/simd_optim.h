@@ -14,13 +14,8 @@
 #include <math.h>
 #include <stddef.h>
 
-#ifndef FASTNN_CLONES
-#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && defined(__linux__)
-#define FASTNN_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), unused))
-#else
-#define FASTNN_CLONES __attribute__((unused))
-#endif
-#endif
+#include "clones.h"
+
 
 #define FASTNN_COND(T, gi, g, scale, clip) \
     T gi = (g) * (scale);                  \

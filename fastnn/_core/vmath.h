@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "clones.h"
+
 static inline float fastnn_expf(float x) {
     const float hi = 88.72283905206835f, lo = -87.33654475f;
     float xc = x < hi ? x : hi;
@@ -68,13 +70,6 @@ static inline double fastnn_exp(double x) {
     return x != x ? x : y;
 }
 
-#ifndef FASTNN_CLONES
-#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && defined(__linux__)
-#define FASTNN_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), unused))
-#else
-#define FASTNN_CLONES __attribute__((unused))
-#endif
-#endif
 
 /* The activations' exp-bound loops over one row, compiled for AVX-512 / AVX2 / SSE2
  * (chosen at load time, as in simd_optim.h). */
