@@ -1,7 +1,8 @@
 """The "hello world" of deep learning: a 784-500-500-10 network (the lecture's Keras
 example) trained on Fashion-MNIST.
 
-    python -m fastnn.examples.hello_world                  # defaults: ReLU, Adam, 10 epochs
+    fastnn-hello-world                                     # defaults: ReLU, Adam, 10 epochs
+    python -m fastnn.examples.hello_world                  # the same
     python -m fastnn.examples.hello_world --activation sigmoid --optimizer sgd \\
         --learning-rate 0.1 --batch-size 100 --epochs 20   # the lecture's original
 
@@ -132,5 +133,10 @@ def main(argv=None):
     return acc
 
 
+def cli():
+    """Entry point of the `fastnn-hello-world` command: exit status 0 on success."""
+    return 0 if main() is not None else 1
+
+
 if __name__ == "__main__":
-    sys.exit(0 if main() is not None else 1)
+    sys.exit(cli())
