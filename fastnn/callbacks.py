@@ -15,6 +15,8 @@ import warnings
 
 import numpy as np
 
+from fastnn import _validation as v
+
 
 class Callback:
     def __init__(self):
@@ -194,16 +196,16 @@ class EarlyStopping(Callback):
                  baseline=None, restore_best_weights=False, start_from_epoch=0):
         super().__init__()
         self.monitor = monitor
-        self.min_delta = abs(float(min_delta))
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be an integer >= 0, got "
-                             f"{patience!r}")
-        self.patience = patience
+        self.min_delta = abs(v.real("EarlyStopping: min_delta", min_delta))
+        self.patience = v.positive_int("EarlyStopping: patience", patience, minimum=0)
         self.verbose = verbose
         self.mode = _monitor_op(mode, monitor, "EarlyStopping")
         self.baseline = baseline
         self.restore_best_weights = bool(restore_best_weights)
-        self.start_from_epoch = int(start_from_epoch)
+        self.start_from_epoch = v.positive_int("EarlyStopping: start_from_epoch",
+                                               start_from_epoch, minimum=0)
+        if baseline is not None:
+            v.real("EarlyStopping: baseline", baseline)
 
     def _better(self, a, b):
         if b is None:
@@ -267,11 +269,14 @@ class ReduceLROnPlateau(Callback):
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
                  min_delta=1e-4, cooldown=0, min_lr=0.0):
         super().__init__()
-        if not 0 < factor < 1:
-            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor!r}")
-        self.monitor, self.factor, self.patience = monitor, float(factor), int(patience)
-        self.verbose, self.min_delta = verbose, float(min_delta)
-        self.cooldown, self.min_lr = int(cooldown), float(min_lr)
+        self.monitor = monitor
+        self.factor = v.real("ReduceLROnPlateau: factor", factor, 0, 1, low_open=True,
+                             high_open=True)
+        self.patience = v.positive_int("ReduceLROnPlateau: patience", patience, minimum=0)
+        self.verbose = verbose
+        self.min_delta = v.real("ReduceLROnPlateau: min_delta", min_delta, 0)
+        self.cooldown = v.positive_int("ReduceLROnPlateau: cooldown", cooldown, minimum=0)
+        self.min_lr = v.real("ReduceLROnPlateau: min_lr", min_lr, 0)
         self.mode = _monitor_op(mode, monitor, "ReduceLROnPlateau")
 
     def on_train_begin(self, logs=None):

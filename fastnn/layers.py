@@ -93,9 +93,6 @@ class Layer:
         """The regularization penalty of the current weights."""
         return 0.0
 
-    def regularizers(self):
-        return []
-
     def get_config(self):
         return {"name": self.name}
 
@@ -190,9 +187,6 @@ class Dense(Layer):
         if bl1 or bl2:
             p += _dense.penalty(self.b, bl1, bl2)
         return p
-
-    def regularizers(self):
-        return [r for r in (self.kernel_regularizer, self.bias_regularizer) if r]
 
     def make_buffers(self, n, dtype, training, need_grad_x):
         buf = _Buffers()

@@ -24,18 +24,22 @@ class Accuracy:
         return _k.count_correct_onehot(p, y), p.shape[0]
 
 
-def get(name, loss, output_width):
-    """The metric object for a metric name given the compiled loss."""
+def check(name, loss):
+    """ValueError for an unknown metric name or one the loss's targets cannot give."""
     if not isinstance(name, str) or name not in NAMES:
         raise ValueError(f"compile: unknown metric {name!r}; supported: {sorted(NAMES)}")
+    if name == "sparse_categorical_accuracy" and loss.target != "sparse":
+        raise ValueError("compile: sparse_categorical_accuracy needs integer labels, i.e. "
+                         "loss='sparse_categorical_crossentropy'")
+
+
+def get(name, loss, output_width):
+    """The metric object for a metric name (already check()ed) given the compiled loss."""
     if loss.target == "sparse":
         kind = "sparse"
     elif name == "binary_accuracy" or (name in ("accuracy", "acc") and
                                        (loss.target == "binary" or output_width == 1)):
         kind = "binary"
-    elif name == "sparse_categorical_accuracy":
-        raise ValueError("compile: sparse_categorical_accuracy needs integer labels, i.e. "
-                         "loss='sparse_categorical_crossentropy'")
     else:
         kind = "categorical"
     return Accuracy(kind, "accuracy" if name == "acc" else name)

@@ -263,12 +263,7 @@ class Sequential:
         if not isinstance(metrics, (list, tuple)):
             raise TypeError(f"compile: metrics must be a list of names, got {metrics!r}")
         for m in metrics:
-            if not isinstance(m, str) or m not in metrics_module.NAMES:
-                raise ValueError(f"compile: unknown metric {m!r}; supported: "
-                                 f"{sorted(metrics_module.NAMES)}")
-            if m == "sparse_categorical_accuracy" and loss.target != "sparse":
-                raise ValueError("compile: sparse_categorical_accuracy needs integer labels, "
-                                 "i.e. loss='sparse_categorical_crossentropy'")
+            metrics_module.check(m, loss)
         if not self.built and self.layers and self.layers[0].input_dim is not None:
             self.build()
         previous = (self.loss, self.optimizer, list(getattr(self, "_metric_names", [])),
@@ -479,6 +474,9 @@ class Sequential:
             verbose = 1
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"fit: verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+        if not isinstance(monitor_gradients, bool):
+            raise TypeError(f"fit: monitor_gradients must be True or False, got "
+                            f"{monitor_gradients!r}")
         if on_nan not in ("raise", "warn", "stop"):
             raise ValueError(f"fit: on_nan must be 'raise', 'warn' or 'stop', got {on_nan!r}")
         if not isinstance(shuffle, bool):
@@ -526,9 +524,9 @@ class Sequential:
             raise TypeError(f"fit: callbacks must be a list of fn.callbacks.Callback, got "
                             f"{type(callbacks).__name__}")
         cbs = list(callbacks)
-        if monitor_gradients and not any(isinstance(c, _gradient_monitor_class())
+        if monitor_gradients and not any(isinstance(c, callbacks_module.GradientMonitor)
                                          for c in cbs):
-            cbs.append(_gradient_monitor_class()())
+            cbs.append(callbacks_module.GradientMonitor())
         if verbose:
             cbs.append(callbacks_module.ProgbarLogger(verbose))
         cbs.append(history)
@@ -639,17 +637,11 @@ class Sequential:
                    f"{loss}); first in {where or 'the loss'}. Training stopped; the weights "
                    f"are the last finite ones (this batch's update was not applied). "
                    f"Typical causes: a learning rate too high, or extreme input values.")
-        if any(isinstance(c, callbacks_module.TerminateOnNaN) for c in cbl.callbacks):
-            cbl.on_train_batch_end(step, {"loss": loss, "batch_loss": loss})
-        elif on_nan == "raise":
-            raise FloatingPointError(message)
-        elif on_nan == "warn":
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        self._stop(message, on_nan, cbl, step, {"loss": loss, "batch_loss": loss})
 
     def _overflow(self, epoch, step, on_nan, cbl):
         """Finite gradients, but the update itself overflowed (e.g. float32 weights past
         3.4e38 under a huge learning rate). Rare; the weights are then not all finite."""
-        self.stop_training = True
         where = next((layer.name for layer in self.layers
                       if any(not _ops.all_finite(w.reshape(-1)) for w in layer.weights)),
                      "?")
@@ -657,12 +649,19 @@ class Sequential:
                    f"of layer {where!r} became infinite although the gradients were finite. "
                    f"The weights are no longer usable; reload them (a checkpoint or "
                    f"set_weights) and lower the learning rate.")
+        self._stop(message, on_nan, cbl, step, None)
+
+    def _stop(self, message, on_nan, cbl, step, batch_logs):
+        """Stop training after non-finite values: TerminateOnNaN (if present) gets the
+        batch's logs and stops quietly; otherwise raise or warn as on_nan says."""
+        self.stop_training = True
         if any(isinstance(c, callbacks_module.TerminateOnNaN) for c in cbl.callbacks):
-            return
-        if on_nan == "raise":
+            if batch_logs is not None:
+                cbl.on_train_batch_end(step, batch_logs)
+        elif on_nan == "raise":
             raise FloatingPointError(message)
-        if on_nan == "warn":
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        elif on_nan == "warn":
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     # ------------------------------------------------------------- evaluation --
     def _evaluate(self, x, y, sw, batch_size):
@@ -798,7 +797,3 @@ class Sequential:
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, dtype={self.dtype.name!r})"
-
-
-def _gradient_monitor_class():
-    return callbacks_module.GradientMonitor

@@ -33,6 +33,10 @@ def check_gradients(model, x, y, sample_weight=None, epsilon=1e-6, max_entries=2
     relative errors. Values around 1e-6 or below mean the gradients are right; 1e-3 or more
     means something is wrong (or x sits on a kink of ReLU/maxout).
     """
+    from fastnn import _validation as v
+    epsilon = v.real("check_gradients: epsilon", epsilon, 0, 1e-2, low_open=True)
+    max_entries = v.positive_int("check_gradients: max_entries", max_entries)
+    seed = v.positive_int("check_gradients: seed", seed, minimum=0)
     m = float64_copy(model)
     if not m.compiled:
         raise ValueError("check_gradients: compile the model first (the loss is needed)")
