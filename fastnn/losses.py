@@ -80,10 +80,7 @@ class SparseCategoricalCrossentropy(Loss):
     def compute(self, p, z, y, sample_weight, grad, scale):
         if z is not None:
             return _k.sparse_softmax_cross_entropy(z, p, y, sample_weight, grad, scale)
-        # Without a softmax in front: the one-hot path on a one-hot copy (rare; allocates).
-        onehot = np.zeros_like(p)
-        onehot[np.arange(len(y)), y] = 1
-        return _k.categorical_cross_entropy(p, onehot, sample_weight, grad, scale)
+        return _k.sparse_categorical_cross_entropy(p, y, sample_weight, grad, scale)
 
 
 class BinaryCrossentropy(Loss):

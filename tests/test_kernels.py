@@ -1203,3 +1203,102 @@ def test_this_build_really_checks_bounds():
     out = np.zeros((1, 4), np.float32)
     with pytest.raises(IndexError):
         ops.gather_rows(src, np.array([7], np.int64), out)
+
+
+# ---------------------------------------------------------------------------
+# kernels added after the first review: sparse clipped cross-entropy, maxout, and the
+# vectorized exp behind sigmoid / tanh / softmax
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,m", SHAPES_2D)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sparse_categorical_cross_entropy_equals_one_hot_path(dtype, n, m, weighted):
+    # Integer labels must give exactly what the one-hot kernel gives on the one-hot rows
+    # (same row routine, same arithmetic), including rows with clipped probabilities.
+    rng = rng_for("sparse-cce", dtype, n, m, weighted)
+    p = rng.random((n, m)).astype(dtype)
+    p[:, 0] = 0                                   # a clipped column (q < EPS)
+    labels = rng.integers(0, m, n).astype(np.int64)
+    onehot = np.eye(m, dtype=dtype)[labels]
+    sw = rng.random(n).astype(dtype) if weighted else np.empty(0, dtype)
+    g1, g2 = nan_out((n, m), dtype), nan_out((n, m), dtype)
+    a = losses.sparse_categorical_cross_entropy(ro(p), ro(labels), ro(sw), g1, 1.0 / n)
+    b = losses.categorical_cross_entropy(ro(p), ro(onehot), ro(sw), g2, 1.0 / n)
+    assert a == b
+    assert np.array_equal(g1, g2)
+    # and the value against a plain NumPy formula
+    s = np.maximum(p.astype(np.float64).sum(1), 1e-7)
+    q = np.clip(p[np.arange(n), labels] / s, 1e-7, 1 - 1e-7)
+    w = sw.astype(np.float64) if weighted else np.ones(n)
+    assert a == pytest.approx(np.sum(-w * np.log(q)), rel=LOSS_RTOL)
+
+
+def _maxout_ref(x, w, b, pieces):
+    z = x.astype(np.float64) @ w + b
+    n, width = z.shape
+    groups = z.reshape(n, width // pieces, pieces)
+    winner = groups.argmax(axis=2) + np.arange(width // pieces) * pieces
+    return z, groups.max(axis=2), winner
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,k,units,pieces", [(1, 1, 1, 1), (1, 7, 3, 2), (7, 33, 5, 3),
+                                              (33, 7, 1, 4), (1000, 7, 7, 2)])
+def test_maxout_forward_backward_reference(dtype, n, k, units, pieces):
+    rng = rng_for("maxout", dtype, n, k, units, pieces)
+    width = units * pieces
+    x = rng.standard_normal((n, k)).astype(dtype)
+    w = rng.standard_normal((k, width)).astype(dtype)
+    b = rng.standard_normal(width).astype(dtype)
+    z_ref, out_ref, winner_ref = _maxout_ref(x, w, b, pieces)
+    mag_z = np.abs(x).astype(np.float64) @ np.abs(w) + np.abs(b)
+    z, out = nan_out((n, width), dtype), nan_out((n, units), dtype)
+    winner = np.full((n, units), -1, np.int32)
+    dense.maxout_forward(ro(x), ro(w), ro(b), z, out, winner, pieces)
+    assert_close(z, z_ref, mag_z, dtype, "maxout z")
+    assert_close(out, np.take_along_axis(z.astype(np.float64), winner, 1), 0, dtype,
+                 "maxout out is z at the winner")
+    # the winner is a maximum of its group (ties within rounding may pick another index)
+    assert np.all(winner // pieces == np.arange(units))
+    assert_close(out, out_ref, mag_z[np.arange(n)[:, None], winner_ref], dtype, "maxout max")
+
+    grad_out = rng.standard_normal((n, units)).astype(dtype)
+    dz = nan_out((n, width), dtype)
+    gw, gb, gx = nan_out((k, width), dtype), nan_out(width, dtype), nan_out((n, k), dtype)
+    pen = dense.maxout_backward(ro(x), ro(w), ro(b), ro(grad_out), ro(winner), dz, gw, gb,
+                                gx, 0.0, 0.01, 0.0, 0.0)
+    dz_ref = np.zeros((n, width))
+    np.put_along_axis(dz_ref, winner.astype(np.int64), grad_out.astype(np.float64), 1)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    assert_close(dz, dz_ref, np.abs(dz_ref), dtype, "maxout dz")
+    assert_close(gb, dz_ref.sum(0), np.abs(dz_ref).sum(0), dtype, "maxout db")
+    assert_close(gw, x64.T @ dz_ref + 0.02 * w64,
+                 np.abs(x64).T @ np.abs(dz_ref) + 0.02 * np.abs(w64), dtype, "maxout dW")
+    assert_close(gx, dz_ref @ w64.T, np.abs(dz_ref) @ np.abs(w64).T, dtype, "maxout dx")
+    assert pen == pytest.approx(0.01 * np.sum(w64 ** 2), rel=RTOL[dtype])
+
+
+# The activations call a vectorized Cephes exp (fastnn/_core/vmath.h): 1-2 ulp in float32
+# and ~3 ulp in float64, well inside RTOL. These values sit on its edges: the ends of the
+# range (where 2^n is built from two factors), the region near float32's smallest normal
+# number, the switch to the series in float32 tanh (|v| = 1e-4), and overflow/underflow.
+EXP_EDGES = [-1000.0, -745.0, -708.5, -700.0, -104.0, -88.5, -87.4, -87.3, -86.9, -50.0,
+             -20.0, -1.0, -1e-4, -9.9e-5, -1e-6, 0.0, 1e-6, 9.9e-5, 1e-4, 1.0, 20.0,
+             50.0, 88.3, 88.7, 89.0, 700.0, 709.7, 710.0, 1000.0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", [SIGMOID, TANH, SOFTMAX])
+def test_vectorized_exp_edges(dtype, act):
+    v = np.array(EXP_EDGES, dtype=dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        x = v.reshape(-1, 1) if act != SOFTMAX else np.stack([v, np.zeros_like(v)], 1)
+        out = nan_out(x.shape, dtype)
+        activations.activation_forward(ro(x), out, act)
+        ref = act_ref(x.astype(np.float64), act)
+    assert np.all(np.isfinite(out))
+    # relative to the value itself (these are single values, not sums), with an absolute
+    # floor at float32's smallest normal number: FTZ flushes smaller results to 0.
+    tol = 4 * np.finfo(dtype).eps * np.abs(ref) + np.finfo(dtype).tiny
+    assert np.all(np.abs(out - ref) <= tol), (out, ref)

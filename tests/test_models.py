@@ -88,6 +88,7 @@ def test_activation_layer_gradient(activation):
     ("categorical_crossentropy", "softmax", "onehot"),          # fused
     ("categorical_crossentropy", "sigmoid", "onehot"),          # not fused, normalized
     ("sparse_categorical_crossentropy", "softmax", "sparse"),   # fused
+    ("sparse_categorical_crossentropy", "sigmoid", "sparse"),   # not fused, labels
     ("binary_crossentropy", "sigmoid", "binary"),               # fused
     ("binary_crossentropy", "softmax", "binary"),               # not fused, clipped path
 ])

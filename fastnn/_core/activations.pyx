@@ -23,10 +23,6 @@ cdef extern from "vmath.h":
     void fastnn_exp_shift_f64(double* x, Py_ssize_t n, double shift) noexcept nogil
 
 
-cdef inline double _tanh(double v) noexcept nogil:
-    return tanh(v)       # float64 keeps libm's tanh (its accuracy, at scalar speed)
-
-
 cdef void _softmax_rows(floating* out, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
     """Row-wise softmax in place, shifted by the row maximum so exp never overflows."""
     cdef Py_ssize_t i, j
@@ -77,8 +73,8 @@ cdef void bias_activation(floating* out, const floating* bias, floating* keep_z,
             if floating is float:
                 fastnn_tanh_f32(row, m)
             else:
-                for j in range(m):
-                    row[j] = _tanh(row[j])
+                for j in range(m):       # float64: libm's tanh, its accuracy
+                    row[j] = tanh(row[j])
         elif activation == RELU:
             for j in range(m):
                 v = row[j]

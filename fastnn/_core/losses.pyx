@@ -126,44 +126,76 @@ def mean_squared_error(const floating[:, ::1] p not None, const floating[:, ::1]
     return total
 
 
-def categorical_cross_entropy(const floating[:, ::1] p not None, const floating[:, ::1] y not None,
-                              const floating[::1] sample_weight not None, floating[:, ::1] grad not None,
-                              double scale):
+cdef inline double _target(const floating* y, Py_ssize_t label, Py_ssize_t j) noexcept nogil:
+    # A row of targets, or (y == NULL) the one-hot row of an integer label.
+    if y != NULL:
+        return y[j]
+    return 1.0 if j == label else 0.0
+
+
+cdef double _clipped_cross_entropy_row(const floating* p, const floating* y,
+                                       Py_ssize_t label, Py_ssize_t m, double w,
+                                       double scale, floating* grad) noexcept nogil:
+    """w * loss of one row (see categorical_cross_entropy); writes the row's gradient."""
+    cdef Py_ssize_t j
+    cdef double s = 0, li = 0, sy = 0, q, t
+    for j in range(m):
+        s += p[j]
+    if s < EPS:
+        s = EPS
+    for j in range(m):
+        q = p[j] / s
+        t = _target(y, label, j)
+        if q < EPS:
+            li -= t * log(EPS)
+        elif q > 1 - EPS:
+            li -= t * log(1 - EPS)
+        else:
+            li -= t * log(q)
+            sy += t
+    scale *= w / s
+    for j in range(m):
+        q = p[j] / s
+        if EPS <= q <= 1 - EPS:
+            grad[j] = <floating>(scale * (sy - _target(y, label, j) / q))
+        else:
+            grad[j] = <floating>(scale * sy)
+    return w * li
+
+
+def categorical_cross_entropy(const floating[:, ::1] p not None,
+                              const floating[:, ::1] y not None,
+                              const floating[::1] sample_weight not None,
+                              floating[:, ::1] grad not None, double scale):
     """Cross-entropy on outputs that are not a softmax (Keras's from_logits=False path).
 
     Each row is normalized to sum 1, then clipped to [EPS, 1 - EPS]:
     q_ij = clip(p_ij / s_i), s_i = sum_j p_ij, loss_i = -sum_j y_ij log q_ij.
     dL/dp_ik = (sum_{j unclipped} y_ij - [k unclipped] y_ik / q_ik) / s_i.
     """
-    cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i, j
-    cdef double total = 0, li, s, q, sy, w
+    cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i
+    cdef double total = 0
     with nogil:
         for i in range(n):
-            s = 0
-            for j in range(m):
-                s += p[i, j]
-            if s < EPS:
-                s = EPS
-            li = 0
-            sy = 0
-            for j in range(m):
-                q = p[i, j] / s
-                if q < EPS:
-                    li -= y[i, j] * log(EPS)
-                elif q > 1 - EPS:
-                    li -= y[i, j] * log(1 - EPS)
-                else:
-                    li -= y[i, j] * log(q)
-                    sy += y[i, j]
-            w = _weight(sample_weight, i)
-            total += w * li
-            w *= scale / s
-            for j in range(m):
-                q = p[i, j] / s
-                if EPS <= q <= 1 - EPS:
-                    grad[i, j] = <floating>(w * (sy - y[i, j] / q))
-                else:
-                    grad[i, j] = <floating>(w * sy)
+            total += _clipped_cross_entropy_row(&p[i, 0], &y[i, 0], -1, m,
+                                                _weight(sample_weight, i), scale,
+                                                &grad[i, 0])
+    return total
+
+
+def sparse_categorical_cross_entropy(const floating[:, ::1] p not None,
+                                     const int64_t[::1] labels not None,
+                                     const floating[::1] sample_weight not None,
+                                     floating[:, ::1] grad not None, double scale):
+    """categorical_cross_entropy against integer labels in [0, m) (checked in Python):
+    the one-hot targets are implied, never built."""
+    cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i
+    cdef double total = 0
+    with nogil:
+        for i in range(n):
+            total += _clipped_cross_entropy_row(&p[i, 0], NULL, labels[i], m,
+                                                _weight(sample_weight, i), scale,
+                                                &grad[i, 0])
     return total
 
 

@@ -10,15 +10,15 @@ scheduled learning rate) are computed once per step in Python.
 Every kernel returns the number of weights whose new value is not finite (counted in the
 same pass, at no measurable cost), so the caller learns about an overflowing update.
 """
-from libc.math cimport sqrt, sqrtf
+from libc.math cimport sqrt
 from cython cimport floating
 
 from fastnn._core.fpmode cimport fastnn_ftz_on, fastnn_ftz_restore
 
 
 cdef extern from "simd_optim.h":
-    # SGD, momentum and Adam: the same loops compiled for AVX-512 / AVX2 / SSE2 and chosen
-    # at load time (see simd_optim.h); the other updates stay in Cython below.
+    # Every update loop, compiled for AVX-512 / AVX2 / SSE2 and chosen at load time (see
+    # simd_optim.h). Each returns the number of non-finite new weights.
     Py_ssize_t fastnn_sgd_f32(float* w, const float* g, Py_ssize_t n, float lr,
                               float scale, float clip) noexcept nogil
     Py_ssize_t fastnn_sgd_f64(double* w, const double* g, Py_ssize_t n, double lr,
@@ -29,6 +29,18 @@ cdef extern from "simd_optim.h":
     Py_ssize_t fastnn_momentum_f64(double* w, const double* g, double* vel, Py_ssize_t n,
                                    double lr, double mu, int nesterov, double scale,
                                    double clip) noexcept nogil
+    Py_ssize_t fastnn_adagrad_f32(float* w, const float* g, float* acc, Py_ssize_t n,
+                                  float lr, float eps, float scale, float clip) noexcept nogil
+    Py_ssize_t fastnn_adagrad_f64(double* w, const double* g, double* acc, Py_ssize_t n,
+                                  double lr, double eps, double scale,
+                                  double clip) noexcept nogil
+    Py_ssize_t fastnn_rmsprop_f32(float* w, const float* g, float* ms, float* mg, float* vel,
+                                  Py_ssize_t n, float lr, float rho, float mu, float eps,
+                                  float scale, float clip) noexcept nogil
+    Py_ssize_t fastnn_rmsprop_f64(double* w, const double* g, double* ms, double* mg,
+                                  double* vel, Py_ssize_t n, double lr, double rho,
+                                  double mu, double eps, double scale,
+                                  double clip) noexcept nogil
     Py_ssize_t fastnn_adam_f32(float* w, const float* g, float* m, float* v, float* vmax,
                                Py_ssize_t n, float keep, float b1, float omb1, float b2,
                                float omb2, float step, float inv_sqrt_bc2, float eps,
@@ -40,29 +52,8 @@ cdef extern from "simd_optim.h":
                                double clip) noexcept nogil
 
 
-cdef inline floating _sqrt(floating v) noexcept nogil:
-    if floating is float:
-        return sqrtf(v)
-    else:
-        return sqrt(v)
-
-
-cdef inline floating _condition(floating g, floating scale, floating clip) noexcept nogil:
-    # Written as selects, not branches, so the compiler vectorizes the loops that use it.
-    # A NaN gradient stays NaN (both comparisons are false), it is never clipped away.
-    g = g * scale
-    g = clip if g > clip else g
-    g = -clip if g < -clip else g
-    return g
-
-
-cdef inline int _not_finite(floating v) noexcept nogil:
-    return v - v != 0        # inf - inf and NaN - NaN are NaN; finite - itself is 0
-
-
-# Each kernel is a flat loop over raw pointers with no branches that store, one loop per
-# variant (momentum or not, centered or not, ...), so that every loop vectorizes: the
-# updates are memory-bound and a scalar loop with sqrt and division is not.
+# Each function checks nothing (fastnn/optimizers.py did) and hands the flat arrays to
+# the loop in simd_optim.h, with flush-to-zero on for the call.
 
 def sgd(floating[::1] w not None, const floating[::1] g not None, floating lr,
         floating grad_scale=1, floating clipvalue=float("inf")):
@@ -97,32 +88,29 @@ def sgd_momentum(floating[::1] w not None, const floating[::1] g not None,
     fastnn_ftz_restore(mode)
     return bad
 
-def adagrad(floating[::1] w not None, const floating[::1] g not None, floating[::1] accumulator not None,
-            floating lr, floating epsilon, floating grad_scale=1,
-            floating clipvalue=float("inf")):
+def adagrad(floating[::1] w not None, const floating[::1] g not None,
+            floating[::1] accumulator not None, floating lr, floating epsilon,
+            floating grad_scale=1, floating clipvalue=float("inf")):
     """G += g^2;  w -= lr g / (sqrt(G) + eps)."""
-    cdef Py_ssize_t i, n = w.shape[0]
-    cdef floating wn
-    cdef Py_ssize_t bad = 0
-    cdef floating gi, acc
-    cdef floating* wp = &w[0] if n else NULL
-    cdef const floating* gp = &g[0] if n else NULL
-    cdef floating* ap = &accumulator[0] if n else NULL
+    cdef Py_ssize_t n = w.shape[0], bad = 0
+    if n == 0:
+        return 0
     cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
-        for i in range(n):
-            gi = _condition(gp[i], grad_scale, clipvalue)
-            acc = ap[i] + gi * gi
-            ap[i] = acc
-            wn = wp[i] - (lr * gi / (_sqrt(acc) + epsilon))
-            bad += _not_finite(wn)
-            wp[i] = wn
+        if floating is float:
+            bad = fastnn_adagrad_f32(&w[0], &g[0], &accumulator[0], n, lr, epsilon,
+                                     grad_scale, clipvalue)
+        else:
+            bad = fastnn_adagrad_f64(&w[0], &g[0], &accumulator[0], n, lr, epsilon,
+                                     grad_scale, clipvalue)
     fastnn_ftz_restore(mode)
     return bad
 
-def rmsprop(floating[::1] w not None, const floating[::1] g not None, floating[::1] mean_square not None,
-            floating[::1] mean_grad not None, floating[::1] velocity not None, floating lr, floating rho,
-            floating momentum, floating epsilon, bint centered, floating grad_scale=1,
+
+def rmsprop(floating[::1] w not None, const floating[::1] g not None,
+            floating[::1] mean_square not None, floating[::1] mean_grad not None,
+            floating[::1] velocity not None, floating lr, floating rho, floating momentum,
+            floating epsilon, bint centered, floating grad_scale=1,
             floating clipvalue=float("inf")):
     """s = rho s + (1 - rho) g^2;  step = lr g / (sqrt(s) + eps);  w -= step.
 
@@ -130,65 +118,22 @@ def rmsprop(floating[::1] w not None, const floating[::1] g not None, floating[:
     momentum > 0: v = momentum v + step;  w -= v. mean_grad / velocity are only touched
     when centered / momentum > 0 (pass empty arrays otherwise).
     """
-    cdef Py_ssize_t i, n = w.shape[0]
-    cdef floating wn
-    cdef Py_ssize_t bad = 0
-    cdef floating gi, s, mg, d, step, one_minus_rho = 1 - rho
-    cdef floating* wp = &w[0] if n else NULL
-    cdef const floating* gp = &g[0] if n else NULL
-    cdef floating* sp = &mean_square[0] if n else NULL
-    cdef floating* mp = &mean_grad[0] if centered and n else NULL
-    cdef floating* vp = &velocity[0] if momentum > 0 and n else NULL
+    cdef Py_ssize_t n = w.shape[0], bad = 0
+    if n == 0:
+        return 0
+    cdef floating* mg = &mean_grad[0] if centered else NULL
+    cdef floating* vel = &velocity[0] if momentum > 0 else NULL
     cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
-        if not centered and not momentum > 0:
-            for i in range(n):
-                gi = _condition(gp[i], grad_scale, clipvalue)
-                s = rho * sp[i] + one_minus_rho * gi * gi
-                sp[i] = s
-                wn = wp[i] - (lr * gi / (_sqrt(s) + epsilon))
-                bad += _not_finite(wn)
-                wp[i] = wn
-        elif not centered:
-            for i in range(n):
-                gi = _condition(gp[i], grad_scale, clipvalue)
-                s = rho * sp[i] + one_minus_rho * gi * gi
-                sp[i] = s
-                step = momentum * vp[i] + lr * gi / (_sqrt(s) + epsilon)
-                vp[i] = step
-                wn = wp[i] - (step)
-                bad += _not_finite(wn)
-                wp[i] = wn
-        elif vp == NULL:
-            for i in range(n):
-                gi = _condition(gp[i], grad_scale, clipvalue)
-                s = rho * sp[i] + one_minus_rho * gi * gi
-                sp[i] = s
-                mg = rho * mp[i] + one_minus_rho * gi
-                mp[i] = mg
-                # s >= mg^2 in exact arithmetic; rounding can make it slightly negative.
-                # (d * (d > 0) rather than a branch, so the loop vectorizes.)
-                d = s - mg * mg
-                d = d * (d > 0)
-                wn = wp[i] - (lr * gi / (_sqrt(d) + epsilon))
-                bad += _not_finite(wn)
-                wp[i] = wn
+        if floating is float:
+            bad = fastnn_rmsprop_f32(&w[0], &g[0], &mean_square[0], mg, vel, n, lr, rho,
+                                     momentum, epsilon, grad_scale, clipvalue)
         else:
-            for i in range(n):
-                gi = _condition(gp[i], grad_scale, clipvalue)
-                s = rho * sp[i] + one_minus_rho * gi * gi
-                sp[i] = s
-                mg = rho * mp[i] + one_minus_rho * gi
-                mp[i] = mg
-                d = s - mg * mg
-                d = d * (d > 0)
-                step = momentum * vp[i] + lr * gi / (_sqrt(d) + epsilon)
-                vp[i] = step
-                wn = wp[i] - (step)
-                bad += _not_finite(wn)
-                wp[i] = wn
+            bad = fastnn_rmsprop_f64(&w[0], &g[0], &mean_square[0], mg, vel, n, lr, rho,
+                                     momentum, epsilon, grad_scale, clipvalue)
     fastnn_ftz_restore(mode)
     return bad
+
 
 def adam(floating[::1] w not None, const floating[::1] g not None,
          floating[::1] m not None, floating[::1] v not None, floating[::1] v_max not None,

@@ -1,4 +1,4 @@
-/* The optimizer updates that dominate small-batch training, compiled for several
+/* The optimizer updates (they dominate small-batch training), compiled for several
  * instruction sets with one source: GCC/Clang `target_clones` builds an AVX-512, an AVX2
  * and a baseline (SSE2) copy of each loop and picks one when the module loads, so a
  * portable wheel (no -march flag) still uses the CPU's widest vectors. Measured here:
@@ -95,8 +95,62 @@ FASTNN_CLONES static ptrdiff_t fastnn_adam_##SUFFIX(                            
     return bad;                                                                          \
 }
 
+/* RMSprop's loop, expanded once per (centered, momentum) pair with constant flags so each
+ * copy is a straight loop. s >= mg^2 holds exactly; rounding can make s - mg^2 slightly
+ * negative, hence d * (d > 0) (which keeps a NaN a NaN). */
+#define FASTNN_RMSPROP_LOOP(T, SQRT, CENTERED, MOMENTUM)                                 \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                  \
+        FASTNN_COND(T, gi, g[i], scale, clip)                                            \
+        T s = rho * ms[i] + omr * gi * gi;                                               \
+        ms[i] = s;                                                                       \
+        T d = s;                                                                         \
+        if (CENTERED) {                                                                  \
+            T mgi = rho * mg[i] + omr * gi;                                              \
+            mg[i] = mgi;                                                                 \
+            d = s - mgi * mgi;                                                           \
+            d = d * (T)(d > 0);                                                          \
+        }                                                                                \
+        T step = lr * gi / (SQRT(d) + eps);                                              \
+        if (MOMENTUM) {                                                                  \
+            step = mu * vel[i] + step;                                                   \
+            vel[i] = step;                                                               \
+        }                                                                                \
+        T wn = w[i] - step;                                                              \
+        bad += (wn - wn != 0);                                                           \
+        w[i] = wn;                                                                       \
+    }
+
+#define FASTNN_DEFINE_ADAPTIVE(T, SUFFIX, SQRT)                                          \
+FASTNN_CLONES static ptrdiff_t fastnn_adagrad_##SUFFIX(                                   \
+        T* restrict w, const T* restrict g, T* restrict acc, ptrdiff_t n, T lr, T eps,   \
+        T scale, T clip) {                                                               \
+    ptrdiff_t bad = 0;                                                                   \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                  \
+        FASTNN_COND(T, gi, g[i], scale, clip)                                            \
+        T a = acc[i] + gi * gi;                                                          \
+        acc[i] = a;                                                                      \
+        T wn = w[i] - lr * gi / (SQRT(a) + eps);                                         \
+        bad += (wn - wn != 0);                                                           \
+        w[i] = wn;                                                                       \
+    }                                                                                    \
+    return bad;                                                                          \
+}                                                                                        \
+FASTNN_CLONES static ptrdiff_t fastnn_rmsprop_##SUFFIX(                                   \
+        T* restrict w, const T* restrict g, T* restrict ms, T* restrict mg,              \
+        T* restrict vel, ptrdiff_t n, T lr, T rho, T mu, T eps, T scale, T clip) {       \
+    ptrdiff_t bad = 0;                                                                   \
+    T omr = 1 - rho;                                                                     \
+    if (mg == NULL && vel == NULL) { FASTNN_RMSPROP_LOOP(T, SQRT, 0, 0) }                \
+    else if (mg == NULL) { FASTNN_RMSPROP_LOOP(T, SQRT, 0, 1) }                          \
+    else if (vel == NULL) { FASTNN_RMSPROP_LOOP(T, SQRT, 1, 0) }                         \
+    else { FASTNN_RMSPROP_LOOP(T, SQRT, 1, 1) }                                          \
+    return bad;                                                                          \
+}
+
 FASTNN_DEFINE_UPDATES(float, f32, sqrtf)
 FASTNN_DEFINE_UPDATES(double, f64, sqrt)
+FASTNN_DEFINE_ADAPTIVE(float, f32, sqrtf)
+FASTNN_DEFINE_ADAPTIVE(double, f64, sqrt)
 
 /* 1 when none of the n 32-bit words w[i * stride + offset] has an all-ones exponent
  * field under `mask` (an inf or NaN); the finiteness check of the gradients before every
