@@ -726,7 +726,8 @@ class Sequential:
         return out
 
     def __call__(self, x):
-        return self.predict(x, batch_size=len(x) if hasattr(x, "__len__") else None)
+        """model(x) is model.predict(x)."""
+        return self.predict(x)
 
     # ------------------------------------------------------------ single batch --
     def _batch_pass(self, what, x, y, sample_weight, class_weight):
