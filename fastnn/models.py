@@ -798,3 +798,24 @@ class Sequential:
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, dtype={self.dtype.name!r})"
+
+    # ----------------------------------------------------------------- pickling --
+    def __getstate__(self):
+        """What pickle, copy.copy and copy.deepcopy carry: the description and arrays of
+        the model file (saving.describe: architecture, dtype, seed, epoch counter,
+        weights, compile settings, optimizer state), never locks, thread-locals or
+        workspaces (rebuilt lazily). A custom loss or an arbitrary learning-rate callable
+        travels as the object itself. An unbuilt model gets its seed here, so the copy
+        and the original initialize and train identically."""
+        if self.seed is None:
+            self.seed = _random.new_model_seed()
+        doc, arrays, objects = saving.describe(self, strict=False)
+        # The class reference makes unpickling import the module that registered an
+        # optimizer class outside fastnn.optimizers (e.g. fastnn.sklearn's Adam).
+        return {"doc": doc, "arrays": arrays, "objects": objects,
+                "optimizer_class": type(self.optimizer) if self.compiled else None}
+
+    def __setstate__(self, state):
+        model = saving.build_model(state["doc"], state["arrays"], state["objects"],
+                                   path="<unpickled model>")
+        self.__dict__.update(model.__dict__)

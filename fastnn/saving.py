@@ -66,37 +66,67 @@ def _write_atomically(path, entries):
 
 def _describe(model, kind):
     model._require_built("save")
-    doc = {"format": FORMAT, "version": VERSION, "kind": kind, "dtype": model.dtype.name,
-           "input_dim": model.input_dim, "seed": model.seed,
-           "epochs_trained": model.epochs_trained,
-           "layers": [{"class": type(layer).__name__, "config": layer.get_config()}
-                      for layer in model.layers],
-           "parameters": int(model._params.shape[0]), "compile": None, "optimizer": None}
-    return doc
+    return _description(model, kind)
 
 
-def save_model(model, path):
-    """Architecture, weights, dtype, compile settings and optimizer state to one file."""
-    doc = _describe(model, "model")
-    entries = {"parameters.npy": _npy_bytes(model._params)}
+def _description(model, kind):
+    """The fastnn.json document of a model, built or not (an unbuilt model has no
+    parameters and possibly no input_dim; only pickling describes those)."""
+    return {"format": FORMAT, "version": VERSION, "kind": kind, "dtype": model.dtype.name,
+            "input_dim": model.input_dim, "seed": model.seed,
+            "epochs_trained": model.epochs_trained, "name": model.name,
+            "built": model.built,
+            "layers": [{"class": type(layer).__name__, "config": layer.get_config()}
+                       for layer in model.layers],
+            "parameters": int(model._params.shape[0]) if model.built else 0,
+            "compile": None, "optimizer": None}
+
+
+def describe(model, strict=True):
+    """The model as a model file holds it: (doc, arrays, objects).
+
+    doc is the JSON-able fastnn.json document, arrays {entry name without '.npy': flat
+    array (a live view)} the parameters and optimizer slots. Built or not, compiled or
+    not. What cannot be described as data (a custom loss, a learning rate that is an
+    arbitrary callable) raises ValueError when strict (files), and is returned in objects
+    {'loss', 'learning_rate'} otherwise (pickling carries those objects as they are).
+    save_model writes exactly this, and build_model(doc, arrays, objects) rebuilds it.
+    """
+    doc = _description(model, "model")
+    arrays = {"parameters": model._params} if model.built else {}
+    objects = {}
     if model.compiled:
         opt = model.optimizer
         config = opt.get_config()
         if opt.learning_rate is not None and callable(opt.learning_rate) and \
                 config["learning_rate"] is None:
-            raise ValueError("save: the optimizer's learning rate is an arbitrary callable, "
-                             "which cannot be stored as data; use a schedule from "
-                             "fn.optimizers.schedules, or save_weights()")
-        if model.loss.name not in _loss_names():
-            raise ValueError(f"save: custom loss {model.loss!r} cannot be stored by name")
-        doc["compile"] = {"loss": model.loss.name, "metrics": list(model._metric_names),
+            if strict:
+                raise ValueError("save: the optimizer's learning rate is an arbitrary "
+                                 "callable, which cannot be stored as data; use a schedule "
+                                 "from fn.optimizers.schedules, or save_weights()")
+            objects["learning_rate"] = opt.learning_rate
+        loss = model.loss.name
+        if loss not in _loss_names() or type(model.loss) is not _loss_class(loss):
+            if strict:
+                raise ValueError(f"save: custom loss {model.loss!r} cannot be stored by name")
+            objects["loss"] = model.loss
+            loss = None
+        doc["compile"] = {"loss": loss, "metrics": list(model._metric_names),
                           "optimizer": config}
         state = opt.variables()
         slots = [k for k, v in state.items() if k != "iterations" and v.shape[0] > 0]
         doc["optimizer"] = {"iterations": int(state["iterations"]), "slots": slots}
         for k in slots:
-            entries[f"optimizer/{k}.npy"] = _npy_bytes(state[k])
-    entries = {"fastnn.json": json.dumps(doc, indent=1).encode(), **entries}
+            arrays[f"optimizer/{k}"] = state[k]
+    return doc, arrays, objects
+
+
+def save_model(model, path):
+    """Architecture, weights, dtype, compile settings and optimizer state to one file."""
+    model._require_built("save")
+    doc, arrays, _ = describe(model, strict=True)
+    entries = {"fastnn.json": json.dumps(doc, indent=1).encode()}
+    entries.update({f"{name}.npy": _npy_bytes(a) for name, a in arrays.items()})
     _write_atomically(path, entries)
 
 
@@ -110,6 +140,11 @@ def save_weights(model, path):
 def _loss_names():
     from fastnn import losses
     return set(losses.LOSSES)
+
+
+def _loss_class(name):
+    from fastnn import losses
+    return losses.LOSSES.get(name)
 
 
 # ---------------------------------------------------------------------------- reading --
@@ -256,7 +291,6 @@ def load_model(path, compile=True):
     """Load a model written by ``model.save(path)``: architecture, weights, and (unless
     compile=False) the loss, metrics and optimizer with its state, ready to continue
     training exactly where it stopped."""
-    from fastnn import optimizers
     with _open(path) as z:
         doc = _read_json(z, path)
         if doc.get("kind") != "model":
@@ -265,30 +299,79 @@ def load_model(path, compile=True):
         model = _build(doc, path)
         model._params[:] = _read_npy(z, "parameters.npy", model.dtype,
                                      model._params.shape[0], path)
-        comp = doc.get("compile")
-        if compile and comp is not None:
-            comp = _field(doc, "compile", dict, path)
-            loss = _field(comp, "loss", str, path, "compile")
-            metrics = _field(comp, "metrics", list, path, "compile")
-            opt_config = _field(comp, "optimizer", dict, path, "compile")
-            try:
-                optimizer = optimizers.from_config(opt_config)
-                model.compile(loss=loss, optimizer=optimizer, metrics=metrics)
-            except (TypeError, ValueError, KeyError) as e:
-                raise ModelFileError(f"{path}: invalid compile settings: {e}") from None
-            state_doc = _field(doc, "optimizer", dict, path)
-            iterations = _field(state_doc, "iterations", int, path, "optimizer")
-            slots = _field(state_doc, "slots", list, path, "optimizer")
-            live = optimizer.variables()
-            state = {"iterations": iterations}
-            for k in slots:
-                if not isinstance(k, str) or k not in live or k == "iterations" or \
-                        live[k].shape[0] == 0:
-                    raise ModelFileError(f"{path}: unexpected optimizer slot {k!r}")
-                state[k] = _read_npy(z, f"optimizer/{k}.npy", model.dtype,
-                                     model._params.shape[0], path)
-            optimizer.set_variables(state)
+        if compile and doc.get("compile") is not None:
+            _restore_compile(model, doc, lambda k: _read_npy(
+                z, f"optimizer/{k}.npy", model.dtype, model._params.shape[0], path), path)
     return model
+
+
+def _restore_compile(model, doc, read_slot, path, objects=None):
+    """Compile model as doc["compile"] says and restore the optimizer state; read_slot(name)
+    returns the slot's flat array (from a file, or from memory). objects: the loss and/or
+    learning rate describe(strict=False) could not describe as data."""
+    from fastnn import optimizers
+    objects = objects or {}
+    comp = _field(doc, "compile", dict, path)
+    loss = objects["loss"] if "loss" in objects else _field(comp, "loss", str, path, "compile")
+    metrics = _field(comp, "metrics", list, path, "compile")
+    opt_config = dict(_field(comp, "optimizer", dict, path, "compile"))
+    if "learning_rate" in objects:
+        opt_config["learning_rate"] = 0.0        # replaced by the callable below
+    try:
+        optimizer = optimizers.from_config(opt_config)
+        if "learning_rate" in objects:
+            optimizer.learning_rate = objects["learning_rate"]
+        model.compile(loss=loss, optimizer=optimizer, metrics=metrics)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ModelFileError(f"{path}: invalid compile settings: {e}") from None
+    state_doc = _field(doc, "optimizer", dict, path)
+    iterations = _field(state_doc, "iterations", int, path, "optimizer")
+    slots = _field(state_doc, "slots", list, path, "optimizer")
+    if not model.built:
+        if iterations != 0 or slots:
+            raise ModelFileError(f"{path}: optimizer state for a model that is not built")
+        return
+    live = optimizer.variables()
+    state = {"iterations": iterations}
+    for k in slots:
+        if not isinstance(k, str) or k not in live or k == "iterations" or \
+                live[k].shape[0] == 0:
+            raise ModelFileError(f"{path}: unexpected optimizer slot {k!r}")
+        state[k] = read_slot(k)
+    optimizer.set_variables(state)
+
+
+def build_model(doc, arrays, objects=None, path="<in-memory model>"):
+    """The model describe() described: the same checks and steps as load_model, from
+    memory (pickling uses it). doc and arrays are not modified; arrays are copied."""
+    from fastnn import layers as L
+    from fastnn.models import Sequential
+    if doc.get("built", True):
+        model = _build(doc, path)
+        model._params[:] = _checked_array(arrays, "parameters", model.dtype,
+                                          model._params.shape[0], path)
+    else:
+        dtype = _field(doc, "dtype", str, path)
+        layers = [L.from_config(e["class"], e["config"]) for e in
+                  _field(doc, "layers", list, path)]
+        model = Sequential(layers, dtype=dtype)
+        model.seed = doc.get("seed")
+        model.epochs_trained = _field(doc, "epochs_trained", int, path)
+    if isinstance(doc.get("name"), str):
+        model.name = doc["name"]
+    if doc.get("compile") is not None:
+        count = model._params.shape[0] if model.built else 0
+        _restore_compile(model, doc, lambda k: _checked_array(
+            arrays, f"optimizer/{k}", model.dtype, count, path), path, objects)
+    return model
+
+
+def _checked_array(arrays, name, dtype, count, path):
+    array = arrays.get(name)
+    if not isinstance(array, np.ndarray) or array.dtype != np.dtype(dtype) or \
+            array.shape != (count,):
+        raise ModelFileError(f"{path}: {name}: expected a ({count},) {np.dtype(dtype)} array")
+    return array
 
 
 def load_weights(model, path):
