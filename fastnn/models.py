@@ -819,3 +819,23 @@ class Sequential:
         model = saving.build_model(state["doc"], state["arrays"], state["objects"],
                                    path="<unpickled model>")
         self.__dict__.update(model.__dict__)
+
+    # ------------------------------------------------------------------- export --
+    def export(self, filepath, format="onnx", verbose=None, input_signature=None, **kwargs):
+        """Export the model for inference outside Python (Keras's name and arguments).
+
+        format: 'onnx' (the only format fastnn writes). The file has one input "input"
+        (batch, input_dim) and one output "output" (batch, units) in the model's dtype,
+        with a dynamic batch dimension; Dropout is the identity. verbose (None = True)
+        prints where the file went; input_signature must be None; opset_version=
+        chooses the ONNX opset (default 17). Needs `pip install 'fastnn[onnx]'`.
+        See fastnn/export/onnx.py.
+        """
+        if format != "onnx":
+            raise ValueError(f"export: format must be 'onnx' (the only format fastnn "
+                             f"writes), got {format!r}")
+        self._require_built("export")
+        # Imported here: the exporter uses the model, never the reverse, and onnx stays
+        # optional (it is imported only when an export runs).
+        from fastnn.export import onnx as onnx_export
+        onnx_export.export_model(self, filepath, verbose, input_signature, **kwargs)

@@ -1,0 +1,318 @@
+"""ONNX export: a fastnn Sequential as an ONNX inference graph.
+
+    model.export("model.onnx", format="onnx")          # Sequential.export calls export_model
+    session = onnxruntime.InferenceSession("model.onnx")
+    probs = session.run(None, {"input": x})[0]          # == model.predict(x)
+
+The graph has one input, "input" (batch, input_dim), and one output, "output"
+(batch, units), both in the model's dtype (float32 or float64); the batch dimension is
+symbolic ("batch"), so any number of rows runs. Weights are read through the public
+``layer.weights`` views and stored as initializers in the model's dtype.
+
+Each layer class is translated by one function in ``LAYER_EXPORTERS`` (class -> function),
+looked up by the layer's exact class: a subclass of Dense may compute something else, so it
+is refused rather than exported as a Dense. A new layer becomes exportable by adding
+``@exports(TheLayer)`` to a function ``(layer, graph, x) -> output name``.
+
+Opset: 17 by default (``opset_version=`` chooses another, 13 or newer). 17 is the oldest
+opset that has every operator the layers can need (LayerNormalization is new in 17), so a
+model's file never changes opset because a layer kind was added; and it is ONNX 1.12's
+(2022), old enough for the runtimes deployed today, where the newest opset (what
+onnx.helper.make_model stamps by default) often is not. 13 is the lowest accepted: Softmax before 13 flattened its input to 2-D
+around `axis` (the same here, but not for wider inputs), and ReduceMax takes its axes as an
+attribute up to 17 and as an input from 18 (both written, see `_reduce_max`). The IR
+version is the lowest the opset needs, not the installed onnx's newest, for the same
+reason.
+
+float64: ONNX Runtime's CPU provider has double kernels for Gemm, Sigmoid, Tanh, Relu,
+Softmax, Max, Mul, Reshape and ReduceMax, but none for LeakyRelu at opsets 13 and >= 18
+(checked with onnxruntime 1.32), so in float64 leaky ReLU is written as
+Max(x, alpha * x), which equals it exactly for 0 < alpha < 1 (what Dense and Activation
+enforce). float32 uses the LeakyRelu operator.
+"""
+import numbers
+import os
+import tempfile
+
+import numpy as np
+
+from fastnn import layers as L
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13
+_ONNX_MIN_VERSION = (1, 14)
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+BATCH_DIM = "batch"
+
+
+def _import_onnx():
+    """The onnx module, or an ImportError that says how to install it."""
+    try:
+        import onnx
+    except ImportError as e:
+        raise ImportError("ONNX export needs the onnx package, an optional extra of fastnn: "
+                          "pip install 'fastnn[onnx]'") from e
+    version = tuple(int(p) for p in onnx.__version__.split(".")[:2] if p.isdigit())
+    if version < _ONNX_MIN_VERSION:
+        raise ImportError(f"ONNX export needs onnx >= 1.14, found {onnx.__version__}: "
+                          f"pip install -U 'fastnn[onnx]'")
+    return onnx
+
+
+def _check_opset(onnx, opset_version):
+    if opset_version is None:
+        return DEFAULT_OPSET
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset_version, bool) or not isinstance(opset_version, numbers.Integral) \
+            or not MIN_OPSET <= opset_version <= newest:
+        raise ValueError(f"export: opset_version must be an integer from {MIN_OPSET} to "
+                         f"{newest} (the newest the installed onnx knows), got "
+                         f"{opset_version!r}")
+    return int(opset_version)
+
+
+class Graph:
+    """The ONNX graph being written: nodes, initializers, and unique tensor names.
+
+    dtype is the model's float dtype; every weight is stored in it and every float tensor
+    flowing through the graph has it.
+    """
+
+    def __init__(self, onnx, dtype, opset):
+        self.onnx = onnx
+        self.helper = onnx.helper
+        self.dtype = np.dtype(dtype)
+        self.elem_type = self.helper.np_dtype_to_tensor_dtype(self.dtype)
+        self.opset = opset
+        self.nodes = []
+        self.initializers = []
+        self._names = set()
+
+    def name(self, base):
+        """A tensor/node name not used yet: base, base_1, base_2, ..."""
+        name, i = base, 0
+        while name in self._names:
+            i += 1
+            name = f"{base}_{i}"
+        self._names.add(name)
+        return name
+
+    def constant(self, base, array):
+        """Store array as an initializer (dtype kept as given); returns its name."""
+        name = self.name(base)
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def weight(self, base, array):
+        """Store a weight in the graph's float dtype; returns its name."""
+        return self.constant(base, np.asarray(array, dtype=self.dtype))
+
+    def node(self, op_type, inputs, base, domain="", **attributes):
+        """Append a node with one output; returns the output's name."""
+        out = self.name(base)
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), [out],
+                                                name=out, domain=domain, **attributes))
+        return out
+
+    def require_opset(self, opset, layer, why):
+        if self.opset < opset:
+            raise ValueError(f"export: layer {layer.name!r} ({type(layer).__name__}) needs "
+                             f"opset_version >= {opset} ({why}); got {self.opset}")
+
+
+# ------------------------------------------------------------------- the layer table --
+LAYER_EXPORTERS = {}
+
+
+def exports(layer_class):
+    """Decorator: register fn(layer, graph, x) -> output name as layer_class's exporter."""
+    def register(fn):
+        LAYER_EXPORTERS[layer_class] = fn
+        return fn
+    return register
+
+
+def activation(graph, x, name, kind, alpha):
+    """Apply a fastnn activation ('relu', ...) to tensor x; returns the output's name."""
+    if kind == "linear":
+        return x
+    if kind == "sigmoid":
+        return graph.node("Sigmoid", [x], f"{name}/Sigmoid")
+    if kind == "tanh":
+        return graph.node("Tanh", [x], f"{name}/Tanh")
+    if kind == "relu":
+        return graph.node("Relu", [x], f"{name}/Relu")
+    if kind == "softmax":
+        return graph.node("Softmax", [x], f"{name}/Softmax", axis=-1)
+    if kind == "leaky_relu":
+        if graph.dtype == np.float32:
+            return graph.node("LeakyRelu", [x], f"{name}/LeakyRelu", alpha=float(alpha))
+        # No double LeakyRelu kernel in ONNX Runtime (module docstring): max(x, alpha x)
+        # is the same function for 0 < alpha < 1.
+        scaled = graph.node("Mul", [x, graph.weight(f"{name}/alpha", alpha)],
+                            f"{name}/alpha_x")
+        return graph.node("Max", [x, scaled], f"{name}/LeakyRelu")
+    raise ValueError(f"export: activation {kind!r} has no ONNX translation")
+
+
+def _affine(layer, graph, x):
+    """x @ W + b through the layer's public weights ([W] or [W, b])."""
+    weights = layer.weights
+    inputs = [x, graph.weight(f"{layer.name}/kernel", weights[0])]
+    if len(weights) > 1:
+        inputs.append(graph.weight(f"{layer.name}/bias", weights[1]))
+    return graph.node("Gemm", inputs, f"{layer.name}/Gemm")
+
+
+def _reduce_max(graph, x, axis, name):
+    """ReduceMax over one axis, without keeping it (its axes moved to an input in 18)."""
+    if graph.opset >= 18:
+        axes = graph.constant(f"{name}/axes", np.array([axis], np.int64))
+        return graph.node("ReduceMax", [x, axes], name, keepdims=0)
+    return graph.node("ReduceMax", [x], name, axes=[axis], keepdims=0)
+
+
+@exports(L.Dense)
+def _dense(layer, graph, x):
+    return activation(graph, _affine(layer, graph, x), layer.name, layer.activation,
+                      layer.alpha)
+
+
+@exports(L.Maxout)
+def _maxout(layer, graph, x):
+    # The kernel's layout: column u * pieces + p of z is piece p of unit u, so a row of z
+    # reshaped to (units, pieces) has one unit per row. 0 copies the batch dimension
+    # (also when it is 0, where -1 would be ambiguous).
+    z = _affine(layer, graph, x)
+    shape = graph.constant(f"{layer.name}/shape",
+                           np.array([0, layer.units, layer.pieces], np.int64))
+    grouped = graph.node("Reshape", [z, shape], f"{layer.name}/pieces")
+    return _reduce_max(graph, grouped, 2, f"{layer.name}/Max")
+
+
+@exports(L.Activation)
+def _activation_layer(layer, graph, x):
+    return activation(graph, x, layer.name, layer.activation, layer.alpha)
+
+
+@exports(L.Dropout)
+def _dropout(layer, graph, x):
+    return x        # the identity at inference
+
+
+def layers_graph(layers, graph, x):
+    """Translate a list of built layers, in order, starting from tensor x; returns the
+    name of the last output."""
+    for layer in layers:
+        fn = LAYER_EXPORTERS.get(type(layer))
+        if fn is None:
+            known = ", ".join(sorted(c.__name__ for c in LAYER_EXPORTERS))
+            raise ValueError(
+                f"export: layer {layer.name!r} ({type(layer).__name__}) cannot be exported "
+                f"to ONNX: there is no ONNX translation for {type(layer).__name__} (layers "
+                f"are looked up by their exact class, a subclass may compute something "
+                f"else); exportable layers: {known}")
+        x = fn(layer, graph, x)
+    return x
+
+
+def _describe(model):
+    import fastnn
+    steps = " -> ".join(repr(layer) for layer in model.layers)
+    return (f"fastnn {fastnn.__version__} Sequential {model.name!r} ({model.dtype.name}): "
+            f"input (batch, {model.input_dim}) -> {steps} -> output (batch, "
+            f"{model.output_dim}). Dropout is the identity at inference.")
+
+
+def name_output(graph, tensor, output):
+    """Make tensor available under the graph output name `output`."""
+    consumed = any(tensor in node.input for node in graph.nodes)
+    for node in graph.nodes:
+        if tensor in node.output and not consumed:   # rename rather than copy
+            node.output[list(node.output).index(tensor)] = output
+            return
+    graph.nodes.append(graph.helper.make_node("Identity", [tensor], [output], name=output))
+
+
+def make_model(graph, inputs, outputs, doc_string, graph_name, opsets=()):
+    """The ModelProto: graph, fastnn as producer, the lowest IR version the opsets need."""
+    import fastnn
+    helper = graph.helper
+    opset_imports = [helper.make_opsetid("", graph.opset)] + \
+        [helper.make_opsetid(domain, version) for domain, version in opsets]
+    proto = helper.make_graph(graph.nodes, graph_name, inputs, outputs,
+                              initializer=graph.initializers)
+    model = helper.make_model(proto, opset_imports=opset_imports,
+                              producer_name="fastnn", producer_version=fastnn.__version__,
+                              doc_string=doc_string)
+    model.ir_version = helper.find_min_ir_version_for(opset_imports)
+    return model
+
+
+def build_onnx_model(model, opset_version=None):
+    """The ONNX ModelProto of a built Sequential (nothing is written)."""
+    onnx = _import_onnx()
+    graph = Graph(onnx, model.dtype, _check_opset(onnx, opset_version))
+    graph.name(INPUT_NAME)
+    graph.name(OUTPUT_NAME)
+    last = layers_graph(model.layers, graph, INPUT_NAME)
+    name_output(graph, last, OUTPUT_NAME)
+    helper = graph.helper
+    inputs = [helper.make_tensor_value_info(INPUT_NAME, graph.elem_type,
+                                            [BATCH_DIM, model.input_dim])]
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, graph.elem_type,
+                                             [BATCH_DIM, model.output_dim])]
+    return make_model(graph, inputs, outputs, _describe(model), str(model.name))
+
+
+def write_atomically(onnx_model, filepath):
+    """Serialize to a temporary file in the target's directory, fsync, rename: a reader
+    (or a crash) never sees a half-written file at filepath."""
+    path = os.fspath(filepath)
+    if onnx_model.ByteSize() >= 2**31:
+        raise ValueError(f"export: the model is {onnx_model.ByteSize() / 2**30:.1f} GiB; "
+                         f"a single ONNX file holds at most 2 GiB (protobuf's limit)")
+    data = onnx_model.SerializeToString()
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fastnn-", suffix=".onnx.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _check_path(filepath):
+    if not isinstance(filepath, (str, os.PathLike)):
+        raise TypeError(f"export: filepath must be a str or os.PathLike, got "
+                        f"{type(filepath).__name__}")
+    if os.path.isdir(filepath):
+        raise ValueError(f"export: filepath {os.fspath(filepath)!r} is a directory; give "
+                         f"the path of the .onnx file to write")
+
+
+def export_model(model, filepath, verbose=None, input_signature=None, opset_version=None):
+    """Write a built Sequential to filepath as ONNX (see the module docstring).
+
+    verbose: print "Saved artifact at ..." (None means True, as in Keras).
+    input_signature: must be None: the input is always (batch, input_dim) in the model's
+    dtype with a dynamic batch dimension.
+    opset_version: the ONNX opset (default 17, see the module docstring).
+    """
+    _check_path(filepath)
+    if input_signature is not None:
+        raise ValueError(f"export: input_signature must be None: a fastnn Sequential has "
+                         f"one input, ({BATCH_DIM}, {model.input_dim}) in "
+                         f"{model.dtype.name}, exported with a dynamic batch dimension; got "
+                         f"{input_signature!r}")
+    write_atomically(build_onnx_model(model, opset_version), filepath)
+    if verbose is None or verbose:
+        print(f"Saved artifact at '{os.fspath(filepath)}'.")
