@@ -117,7 +117,7 @@ class Dense(Layer):
             input_dim = input_shape[0]
         super().__init__(name, input_dim)
         self.units = _positive_int("units", units, "Dense")
-        self.activation = activations.get(activation)
+        self.activation = activations.resolve(activation)
         self._code = activations.code(self.activation)
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or \
                 not (0 < alpha < 1):
@@ -215,10 +215,8 @@ class Dense(Layer):
                 "use_bias": self.use_bias, "alpha": self.alpha,
                 "kernel_initializer": self.kernel_initializer,
                 "bias_initializer": self.bias_initializer,
-                "kernel_regularizer": None if self.kernel_regularizer is None
-                else self.kernel_regularizer.get_config(),
-                "bias_regularizer": None if self.bias_regularizer is None
-                else self.bias_regularizer.get_config(),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
                 "input_dim": self.input_dim}
 
     def __repr__(self):
@@ -230,7 +228,7 @@ class Activation(Layer):
 
     def __init__(self, activation, alpha=0.01, input_dim=None, name=None):
         super().__init__(name, input_dim)
-        self.activation = activations.get(activation)
+        self.activation = activations.resolve(activation)
         self._code = activations.code(self.activation)
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or \
                 not (0 < alpha < 1):

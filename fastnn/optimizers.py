@@ -16,8 +16,14 @@ Gradient conditioning (Keras's meanings; at most one may be set):
 
 ``learning_rate`` is a float, a schedule from ``fn.optimizers.schedules`` or any callable
 of the step (called with the number of updates done so far, 0 for the first update).
+
+Keras 2's names work on every optimizer, with a DeprecationWarning naming the new one:
+``lr=`` is ``learning_rate=``, and ``decay=d`` (Keras 2's time-based decay,
+η / (1 + d·iterations)) is ``learning_rate=schedules.InverseTimeDecay(η, 1, d)``, which is
+what it becomes (so get_config and saved models hold the schedule).
 """
-import numbers
+import functools
+import warnings
 
 import numpy as np
 
@@ -30,9 +36,48 @@ from fastnn._core import ops as _ops
 _INF = float("inf")
 
 
+def _keras2_names(init):
+    """Wrap an optimizer's __init__ so that Keras 2's ``lr=`` and ``decay=`` are accepted
+    (each with a DeprecationWarning naming what replaces it)."""
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        owner = type(self).__name__
+        if "lr" in kwargs:
+            # learning_rate is the first parameter of every optimizer.
+            if args or "learning_rate" in kwargs:
+                raise ValueError(f"{owner}: got both lr and learning_rate; lr is Keras 2's "
+                                 f"name for learning_rate, pass only learning_rate")
+            warnings.warn(f"{owner}: lr is deprecated (Keras 2's name); use learning_rate",
+                          DeprecationWarning, stacklevel=2)
+            kwargs["learning_rate"] = kwargs.pop("lr")
+        decay = kwargs.pop("decay", None)
+        init(self, *args, **kwargs)
+        if decay is not None:
+            decay = v.real(f"{owner}: decay", decay, 0)
+            lr = self._learning_rate
+            if callable(lr):
+                raise ValueError(f"{owner}: decay (Keras 2's time-based decay) cannot be "
+                                 f"combined with a learning-rate schedule; use one schedule, "
+                                 f"e.g. fn.optimizers.schedules.InverseTimeDecay(lr, "
+                                 f"decay_steps=1, decay_rate={decay})")
+            warnings.warn(f"{owner}: decay is deprecated (Keras 2); use learning_rate="
+                          f"fn.optimizers.schedules.InverseTimeDecay({lr}, decay_steps=1, "
+                          f"decay_rate={decay}), which is the same rule",
+                          DeprecationWarning, stacklevel=2)
+            if decay > 0:
+                self.learning_rate = schedules.InverseTimeDecay(lr, 1, decay)
+    return __init__
+
+
 class Optimizer:
     """Base class: learning rate, clipping, slots, step counting."""
     name = None
+
+    def __init_subclass__(cls, **kwargs):
+        # Every optimizer, present and future, accepts Keras 2's names.
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _keras2_names(cls.__dict__["__init__"])
 
     def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None):
         self.learning_rate = learning_rate

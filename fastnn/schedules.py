@@ -32,6 +32,30 @@ class ExponentialDecay(LearningRateSchedule):
         return self.initial_learning_rate * self.decay_rate ** p
 
 
+class InverseTimeDecay(LearningRateSchedule):
+    """lr(step) = initial_learning_rate / (1 + decay_rate · step / decay_steps)
+    (step / decay_steps is floored when staircase=True).
+
+    Keras 2's ``decay=d`` argument of every optimizer is exactly
+    ``InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=d)``.
+    """
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+        self.initial_learning_rate = v.real("initial_learning_rate", initial_learning_rate, 0)
+        self.decay_steps = v.positive_int("decay_steps", decay_steps)
+        self.decay_rate = v.real("decay_rate", decay_rate, 0)
+        if not isinstance(staircase, bool):
+            raise TypeError(f"InverseTimeDecay: staircase must be True or False, got "
+                            f"{staircase!r}")
+        self.staircase = staircase
+
+    def __call__(self, step):
+        p = step / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate / (1 + self.decay_rate * p)
+
+
 class PiecewiseConstantDecay(LearningRateSchedule):
     """values[0] while step <= boundaries[0], values[1] while step <= boundaries[1], ...,
     values[-1] after the last boundary."""
@@ -87,4 +111,5 @@ class CosineDecay(LearningRateSchedule):
         return top * ((1 - self.alpha) * cosine + self.alpha)
 
 
-SCHEDULES = {c.__name__: c for c in (ExponentialDecay, PiecewiseConstantDecay, CosineDecay)}
+SCHEDULES = {c.__name__: c for c in (ExponentialDecay, InverseTimeDecay, PiecewiseConstantDecay,
+                                     CosineDecay)}
