@@ -197,6 +197,7 @@ class Optimizer:
         lr = self.current_learning_rate()
         scale, clip = self._conditioning(grads)
         self.iterations += 1
+        self._advance()
         parts = self._chunk_views(params, grads)
         if len(parts) == 1:
             return self._update(params, grads, self._slots, lr, scale, clip)
@@ -218,6 +219,10 @@ class Optimizer:
     def _update(self, w, g, s, lr, scale, clip):
         """One kernel call on (views of) the flat arrays; s holds the slots' views."""
         raise NotImplementedError
+
+    def _advance(self):
+        """Update the per-step state beyond ``iterations`` (once per step, before the
+        kernel calls of that step; none by default)."""
 
     def get_config(self):
         lr = self._learning_rate
@@ -382,6 +387,142 @@ class AdamW(Adam):
         return h
 
 
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum, Keras 3's rule exactly (Dozat 2015, with Keras's
+    momentum schedule). With t counting from 1:
+
+    u_t = β₁·(1 − ½·0.96ᵗ)  (Keras 3 uses 0.96ᵗ; Keras 2 and torch's default use
+    0.96^(0.004·t)), Π_t = u₁·u₂·…·u_t;
+    m ← β₁·m + (1−β₁)·g;  v ← β₂·v + (1−β₂)·g²;
+    m̂ = u_{t+1}·m / (1 − Π_{t+1}) + (1 − u_t)·g / (1 − Π_t);  v̂ = v / (1−β₂ᵗ);
+    w ← w − η·m̂ / (√v̂ + ε).
+
+    Π_t is a running product of doubles, recomputed from ``iterations`` by the same
+    multiplications when state is restored (set_variables, load_model), so a resumed run
+    is bit-identical; it is not a slot.
+    """
+    name = "nadam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 **clip):
+        super().__init__(learning_rate, **clip)
+        self.beta_1 = _check_unit("Nadam", "beta_1", beta_1)
+        self.beta_2 = _check_unit("Nadam", "beta_2", beta_2)
+        self.epsilon = _check_eps("Nadam", epsilon)
+        self._u_product = 1.0
+
+    def _u(self, t):
+        return self.beta_1 * (1.0 - 0.5 * 0.96 ** t)
+
+    def _advance(self):
+        self._u_product *= self._u(self.iterations)
+
+    def set_variables(self, state):
+        super().set_variables(state)
+        product = 1.0
+        for t in range(1, self.iterations + 1):
+            u = self._u(t)
+            new = product * u
+            # Once u_t is exactly β₁ (t > ~900) and the product stops changing (it reached
+            # 0 or a subnormal that rounds back to itself, after ~7000 steps at β₁ = 0.9),
+            # it stays there: stop instead of looping over every step.
+            if new == product and u == self.beta_1:
+                break
+            product = new
+        self._u_product = product
+
+    def _slot_specs(self):
+        return {"m": (True, 0.0), "v": (True, 0.0)}
+
+    def _update(self, w, g, s, lr, scale, clip):
+        t = self.iterations
+        u_next = self._u(t + 1)
+        return _k.nadam(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2, self.epsilon,
+                        self._u(t), u_next, self._u_product, self._u_product * u_next,
+                        1.0 - self.beta_2 ** t, scale, clip)
+
+    def _hyper(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Adamax(Optimizer):
+    """Adam with the infinity norm (Kingma & Ba 2014, §7.1), Keras's rule:
+    m ← β₁·m + (1−β₁)·g;  u ← max(β₂·u, |g|);  w ← w − η/(1−β₁ᵗ) · m / (u + ε).
+    """
+    name = "adamax"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 **clip):
+        super().__init__(learning_rate, **clip)
+        self.beta_1 = _check_unit("Adamax", "beta_1", beta_1)
+        self.beta_2 = _check_unit("Adamax", "beta_2", beta_2)
+        self.epsilon = _check_eps("Adamax", epsilon)
+
+    def _slot_specs(self):
+        return {"m": (True, 0.0), "u": (True, 0.0)}
+
+    def _update(self, w, g, s, lr, scale, clip):
+        return _k.adamax(w, g, s["m"], s["u"], lr, self.beta_1, self.beta_2, self.epsilon,
+                         1.0 - self.beta_1 ** self.iterations, scale, clip)
+
+    def _hyper(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler 2012), Keras's rule (η = 1 is the paper's form):
+    a ← ρ·a + (1−ρ)·g²;  Δ = √(d + ε) · g / √(a + ε);  d ← ρ·d + (1−ρ)·Δ²;  w ← w − η·Δ.
+    """
+    name = "adadelta"
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **clip):
+        super().__init__(learning_rate, **clip)
+        self.rho = _check_unit("Adadelta", "rho", rho)
+        self.epsilon = _check_eps("Adadelta", epsilon)
+
+    def _slot_specs(self):
+        return {"accumulated_grad": (True, 0.0), "accumulated_delta_var": (True, 0.0)}
+
+    def _update(self, w, g, s, lr, scale, clip):
+        return _k.adadelta(w, g, s["accumulated_grad"], s["accumulated_delta_var"], lr,
+                           self.rho, self.epsilon, scale, clip)
+
+    def _hyper(self):
+        return {"rho": self.rho, "epsilon": self.epsilon}
+
+
+class Lion(Optimizer):
+    """Lion (Chen et al. 2023), Keras's rule: the update is the sign of an interpolation,
+    the momentum decays with its own rate:
+    w ← w − η·λ·w (decoupled weight decay λ, when set);
+    w ← w − η·sign(β₁·m + (1−β₁)·g);  m ← β₂·m + (1−β₂)·g   (sign(0) = 0).
+
+    Its steps have size η in every coordinate: use a learning rate 3-10x smaller than
+    for AdamW (and a weight decay 3-10x larger), as the paper and Keras advise.
+    """
+    name = "lion"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=None,
+                 **clip):
+        super().__init__(learning_rate, **clip)
+        # beta_1 = 0 would make the update sign(g), signSGD (Keras refuses it too).
+        self.beta_1 = v.real("Lion: beta_1", beta_1, 0, 1, low_open=True)
+        self.beta_2 = _check_unit("Lion", "beta_2", beta_2, high_open=False)
+        self.weight_decay = None if weight_decay is None else v.real(
+            "Lion: weight_decay", weight_decay, 0)
+
+    def _slot_specs(self):
+        return {"m": (True, 0.0)}
+
+    def _update(self, w, g, s, lr, scale, clip):
+        return _k.lion(w, g, s["m"], lr, self.beta_1, self.beta_2, self.weight_decay or 0.0,
+                       scale, clip)
+
+    def _hyper(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2,
+                "weight_decay": self.weight_decay}
+
+
 OPTIMIZERS = {
     "sgd": lambda: SGD(),
     "momentum": lambda: SGD(momentum=0.9),
@@ -390,8 +531,13 @@ OPTIMIZERS = {
     "rmsprop": lambda: RMSprop(),
     "adam": lambda: Adam(),
     "adamw": lambda: AdamW(),
+    "nadam": lambda: Nadam(),
+    "adamax": lambda: Adamax(),
+    "adadelta": lambda: Adadelta(),
+    "lion": lambda: Lion(),
 }
-CLASSES = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+CLASSES = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW,
+           "nadam": Nadam, "adamax": Adamax, "adadelta": Adadelta, "lion": Lion}
 
 
 def get(optimizer):

@@ -147,10 +147,91 @@ FASTNN_CLONES static ptrdiff_t fastnn_rmsprop_##SUFFIX(                         
     return bad;                                                                          \
 }
 
+/* Nadam, Adamax, Lion (Keras 3's rules) and Adadelta. The step-only scalars (bias and
+ * momentum-schedule corrections times the learning rate) come from optim.pyx/optimizers.py.
+ *   Nadam:   w -= (cm * m + cg * g) / (sqrt(v) * inv_sqrt_bc2 + eps)
+ *   Adamax:  u = max(b2 u, |g|);  w -= step * m / (u + eps)
+ *   Lion:    c = b1 m + (1 - b1) g;  w = w * keep - lr * sign(c);  m = b2 m + (1 - b2) g
+ *   Adadelta: a = rho a + (1 - rho) g^2;  d = sqrt(ad + eps) g / sqrt(a + eps);
+ *            ad = rho ad + (1 - rho) d^2;  w -= lr d
+ * The max and the sign are written so that a NaN stays a NaN (and is counted). */
+#define FASTNN_DEFINE_MORE_UPDATES(T, SUFFIX, SQRT, FABS)                                \
+FASTNN_CLONES static ptrdiff_t fastnn_nadam_##SUFFIX(                                     \
+        T* restrict w, const T* restrict g, T* restrict m, T* restrict v, ptrdiff_t n,   \
+        T b1, T omb1, T b2, T omb2, T cm, T cg, T inv_sqrt_bc2, T eps, T scale,          \
+        T clip) {                                                                        \
+    ptrdiff_t bad = 0;                                                                   \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                  \
+        FASTNN_COND(T, gi, g[i], scale, clip)                                            \
+        T mi = b1 * m[i] + omb1 * gi;                                                    \
+        T vi = b2 * v[i] + omb2 * gi * gi;                                               \
+        m[i] = mi;                                                                       \
+        v[i] = vi;                                                                       \
+        T wn = w[i] - (cm * mi + cg * gi) / (SQRT(vi) * inv_sqrt_bc2 + eps);             \
+        bad += (wn - wn != 0);                                                           \
+        w[i] = wn;                                                                       \
+    }                                                                                    \
+    return bad;                                                                          \
+}                                                                                        \
+FASTNN_CLONES static ptrdiff_t fastnn_adamax_##SUFFIX(                                    \
+        T* restrict w, const T* restrict g, T* restrict m, T* restrict u, ptrdiff_t n,   \
+        T b1, T omb1, T b2, T step, T eps, T scale, T clip) {                            \
+    ptrdiff_t bad = 0;                                                                   \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                  \
+        FASTNN_COND(T, gi, g[i], scale, clip)                                            \
+        T mi = b1 * m[i] + omb1 * gi;                                                    \
+        T ui = b2 * u[i];                                                                \
+        T ag = FABS(gi);                                                                 \
+        ui = ui >= ag ? ui : ag;                                                         \
+        m[i] = mi;                                                                       \
+        u[i] = ui;                                                                       \
+        T wn = w[i] - step * mi / (ui + eps);                                            \
+        bad += (wn - wn != 0);                                                           \
+        w[i] = wn;                                                                       \
+    }                                                                                    \
+    return bad;                                                                          \
+}                                                                                        \
+FASTNN_CLONES static ptrdiff_t fastnn_lion_##SUFFIX(                                      \
+        T* restrict w, const T* restrict g, T* restrict m, ptrdiff_t n, T keep, T lr,    \
+        T b1, T omb1, T b2, T omb2, T scale, T clip) {                                   \
+    ptrdiff_t bad = 0;                                                                   \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                  \
+        FASTNN_COND(T, gi, g[i], scale, clip)                                            \
+        T mi = m[i];                                                                     \
+        T c = b1 * mi + omb1 * gi;                                                       \
+        T sign = c > 0 ? (T)1 : (c < 0 ? (T)-1 : c);                                     \
+        m[i] = b2 * mi + omb2 * gi;                                                      \
+        T wn = w[i] * keep - lr * sign;                                                  \
+        bad += (wn - wn != 0);                                                           \
+        w[i] = wn;                                                                       \
+    }                                                                                    \
+    return bad;                                                                          \
+}                                                                                        \
+FASTNN_CLONES static ptrdiff_t fastnn_adadelta_##SUFFIX(                                  \
+        T* restrict w, const T* restrict g, T* restrict acc, T* restrict acc_delta,      \
+        ptrdiff_t n, T lr, T rho, T eps, T scale, T clip) {                              \
+    ptrdiff_t bad = 0;                                                                   \
+    T omr = 1 - rho;                                                                     \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                  \
+        FASTNN_COND(T, gi, g[i], scale, clip)                                            \
+        T a = rho * acc[i] + omr * gi * gi;                                              \
+        acc[i] = a;                                                                      \
+        T ad = acc_delta[i];                                                             \
+        T d = SQRT(ad + eps) * gi / SQRT(a + eps);                                       \
+        acc_delta[i] = rho * ad + omr * d * d;                                           \
+        T wn = w[i] - lr * d;                                                            \
+        bad += (wn - wn != 0);                                                           \
+        w[i] = wn;                                                                       \
+    }                                                                                    \
+    return bad;                                                                          \
+}
+
 FASTNN_DEFINE_UPDATES(float, f32, sqrtf)
 FASTNN_DEFINE_UPDATES(double, f64, sqrt)
 FASTNN_DEFINE_ADAPTIVE(float, f32, sqrtf)
 FASTNN_DEFINE_ADAPTIVE(double, f64, sqrt)
+FASTNN_DEFINE_MORE_UPDATES(float, f32, sqrtf, fabsf)
+FASTNN_DEFINE_MORE_UPDATES(double, f64, sqrt, fabs)
 
 /* 1 when none of the n 32-bit words w[i * stride + offset] has an all-ones exponent
  * field under `mask` (an inf or NaN); the finiteness check of the gradients before every
