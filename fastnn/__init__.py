@@ -21,6 +21,7 @@ from fastnn import (activations, callbacks, datasets, initializers, layers, loss
                     optimizers, plot, recipe, regularizers, schedules, utils)
 from fastnn._random import set_seed
 from fastnn._threads import get_num_threads, set_num_threads
+from fastnn.layers import Input
 from fastnn.models import Sequential
 from fastnn.saving import ModelFileError, load_model
 
@@ -28,7 +29,7 @@ optimizers.schedules = schedules
 
 __version__ = "0.1.0"
 
-__all__ = ["Sequential", "load_model", "ModelFileError", "activations", "callbacks", "datasets", "initializers", "layers",
+__all__ = ["Sequential", "Input", "load_model", "ModelFileError", "activations", "callbacks", "datasets", "initializers", "layers",
            "losses", "metrics", "optimizers", "plot", "recipe", "regularizers", "schedules",
            "utils", "set_seed",
            "set_num_threads", "get_num_threads", "__version__"]

@@ -76,6 +76,24 @@ def as_float_matrix(name, value, dtype, width=None):
     return out
 
 
+def as_float_samples(name, value, dtype, shape):
+    """Samples of shape ``shape`` (an (n, *shape) array) as the C-contiguous (n, prod(shape))
+    matrix of dtype the layers compute on: a reshape view of value when it already is
+    C-contiguous in dtype, else of the one converted copy; n >= 1, finite."""
+    if len(shape) == 1:
+        return as_float_matrix(name, value, dtype, width=shape[0])
+    arr = as_array(name, value)
+    if arr.shape[1:] != tuple(shape):
+        dims = ", ".join(str(d) for d in shape)
+        raise ValueError(f"{name}: expected an array of shape (samples, {dims}) (the model's "
+                         f"input shape), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name}: has no samples (shape {arr.shape})")
+    out = _convert(name, arr, dtype)
+    check_finite(name, out)
+    return out.reshape(out.shape[0], -1)
+
+
 def targets(name, value, kind, width, n, dtype):
     """Validate and convert targets y for a loss with target kind ``kind``.
 

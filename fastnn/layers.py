@@ -31,27 +31,76 @@ def _positive_int(name, value, owner):
     return int(value)
 
 
+def _sample_shape(owner, name, value):
+    """A sample shape: a tuple of positive ints (an int n means (n,))."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (tuple, list)) or not value:
+        raise TypeError(f"{owner}: {name} must be a tuple of positive integers such as "
+                        f"(784,) or (28, 28), got {value!r}")
+    if any(d is None for d in value):
+        raise ValueError(f"{owner}: {name} {tuple(value)!r} has an unknown (None) "
+                         f"dimension; fastnn needs every dimension of a sample fixed")
+    return tuple(_positive_int(f"{name} entries", d, owner) for d in value)
+
+
 class _Buffers:
     """The arrays one layer needs for one batch size (attributes set by the layer)."""
     penalty = 0.0
 
 
 class Layer:
-    """Base class. Subclasses set ``input_dim``/``units`` in ``build``."""
-    _counter = {}
+    """Base class. Subclasses set ``input_dim``/``units`` in ``build``.
 
-    def __init__(self, name=None, input_dim=None):
-        kind = type(self).__name__.lower()
+    Every layer takes ``name``, ``input_dim`` (the number of input features, for the first
+    layer), ``input_shape`` (Keras 2's spelling: the shape of one sample, e.g. (784,);
+    only Flatten takes more than one dimension) and ``trainable`` (False: fit leaves the
+    layer's weights as they are; read at compile time, as Keras does).
+    """
+    _counter = {}
+    _takes_nd_input = False     # only Flatten accepts samples of shape (d1, d2, ...)
+    _state_count = 0            # trailing entries of `weights` that are never trained
+    _name_prefix = None         # automatic names: f"{prefix}_{k}" (the class name lowered)
+
+    def __init__(self, name=None, input_dim=None, input_shape=None, trainable=True):
+        owner = type(self).__name__
+        kind = self._name_prefix or owner.lower()
         if name is None:
             Layer._counter[kind] = Layer._counter.get(kind, 0) + 1
             name = f"{kind}_{Layer._counter[kind]}"
         if not isinstance(name, str):
-            raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
+            raise TypeError(f"{owner}: name must be a string, got {name!r}")
         self.name = name
         self.input_dim = None if input_dim is None else _positive_int(
-            "input_dim", input_dim, type(self).__name__)
+            "input_dim", input_dim, owner)
+        self.input_shape = None
+        if input_shape is not None:
+            shape = _sample_shape(owner, "input_shape", input_shape)
+            if len(shape) != 1 and not self._takes_nd_input:
+                raise ValueError(f"{owner}: input_shape must be a 1-tuple (features,), got "
+                                 f"{tuple(input_shape)!r}; for samples with more dimensions "
+                                 f"put fn.layers.Flatten(input_shape=...) first")
+            dim = int(np.prod(shape))
+            if self.input_dim is not None and self.input_dim != dim:
+                raise ValueError(f"{owner}: input_dim={self.input_dim} contradicts "
+                                 f"input_shape={shape}")
+            self.input_shape, self.input_dim = shape, dim
+        self.trainable = trainable
         self.units = None
         self.built = False
+        self._bound_params = None   # this layer's parameter views, set by the model
+
+    @property
+    def trainable(self):
+        """Whether fit updates this layer's weights (takes effect at the next compile)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}: trainable must be True or False, got "
+                            f"{value!r}")
+        self._trainable = bool(value)
 
     # -- structure -----------------------------------------------------------------
     def build(self, input_dim):
@@ -62,6 +111,10 @@ class Layer:
 
     def param_specs(self):
         return []
+
+    def spec_trainable(self):
+        """One flag per ``param_specs()`` entry: does the optimizer update it?"""
+        return [self.trainable] * len(self.param_specs())
 
     def bind(self, params, grads):
         pass
@@ -75,6 +128,49 @@ class Layer:
     def gradients(self):
         """Live views of the gradients of ``weights`` (same order)."""
         return []
+
+    @property
+    def weight_names(self):
+        """The names of ``weights`` ('kernel', 'bias', 'gamma', ...), same order."""
+        return [name for name, _, _ in self.param_specs()][:len(self.weights)]
+
+    @property
+    def trainable_weight_names(self):
+        """The names of ``trainable_weights``, same order."""
+        names = self.weight_names if self.trainable else []
+        return names[:len(names) - self._state_count] if names else []
+
+    @property
+    def trainable_weights(self):
+        """Live views of the weights fit updates (Keras's order)."""
+        if not self.trainable:
+            return []
+        ws = self.weights
+        return ws[:len(ws) - self._state_count]
+
+    @property
+    def trainable_gradients(self):
+        """Live views of the gradients of ``trainable_weights`` (same order)."""
+        if not self.trainable:
+            return []
+        gs = self.gradients
+        return gs[:len(gs) - self._state_count]
+
+    @property
+    def non_trainable_weights(self):
+        """Live views of the weights fit leaves alone (e.g. moving statistics)."""
+        ws = self.weights
+        return ws if not self.trainable else ws[len(ws) - self._state_count:]
+
+    def get_weights(self):
+        """Copies of the weights (an empty list before the layer is built)."""
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Set the weights from a list shaped like get_weights() (values are copied)."""
+        targets = self.weights
+        dtype = targets[0].dtype if targets else np.float32
+        assign_weights(f"{self.name}.set_weights", targets, weights, dtype)
 
     def count_params(self):
         return sum(int(np.prod(s)) for _, s, _ in self.param_specs())
@@ -93,11 +189,43 @@ class Layer:
         """The regularization penalty of the current weights."""
         return 0.0
 
+    def update_state(self, buf):
+        """After a training step's update: fold the step's statistics into the layer's
+        non-trainable state (batch normalization's moving averages)."""
+
     def get_config(self):
-        return {"name": self.name}
+        return {"name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        """The layer ``get_config()`` describes (a new layer, unbuilt)."""
+        return from_config(cls.__name__, config)
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def assign_weights(what, targets, weights, dtype):
+    """Copy the arrays ``weights`` into the live views ``targets`` after checking count,
+    shapes and finiteness (nothing is written unless everything is right)."""
+    from fastnn import _validation as v
+    if not isinstance(weights, (list, tuple)):
+        raise TypeError(f"{what}: weights must be a list of arrays (as from "
+                        f"get_weights()), got {type(weights).__name__}")
+    weights = list(weights)
+    if len(weights) != len(targets):
+        raise ValueError(f"{what}: expected {len(targets)} arrays, got {len(weights)}")
+    arrays = []
+    for i, (src, dst) in enumerate(zip(weights, targets)):
+        arr = v.as_array(f"{what}: weights[{i}]", src)
+        if arr.shape != dst.shape:
+            raise ValueError(f"{what}: weights[{i}] must have shape {dst.shape}, got "
+                             f"{arr.shape}")
+        arr = v._convert(f"{what}: weights[{i}]", arr, dtype)
+        v.check_finite(f"{what}: weights[{i}]", arr)
+        arrays.append(arr)
+    for src, dst in zip(arrays, targets):
+        dst[...] = src
 
 
 class Dense(Layer):
@@ -109,13 +237,8 @@ class Dense(Layer):
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, alpha=0.01,
-                 input_dim=None, input_shape=None, name=None):
-        if input_shape is not None:
-            if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 1:
-                raise ValueError(f"Dense: input_shape must be a 1-tuple (features,), got "
-                                 f"{input_shape!r}")
-            input_dim = input_shape[0]
-        super().__init__(name, input_dim)
+                 input_dim=None, input_shape=None, name=None, trainable=True):
+        super().__init__(name, input_dim, input_shape, trainable)
         self.units = _positive_int("units", units, "Dense")
         self.activation = activations.resolve(activation)
         self._code = activations.code(self.activation)
@@ -155,10 +278,14 @@ class Dense(Layer):
 
     @property
     def weights(self):
+        if self.W is None:
+            return []
         return [self.W, self.b] if self.use_bias else [self.W]
 
     @property
     def gradients(self):
+        if self.W is None:
+            return []
         return [self.dW, self.db] if self.use_bias else [self.dW]
 
     def count_params(self):
@@ -211,7 +338,8 @@ class Dense(Layer):
         return buf.grad_x if need_grad_x else None
 
     def get_config(self):
-        return {"name": self.name, "units": self.units, "activation": self.activation,
+        return {"name": self.name, "trainable": self.trainable, "units": self.units,
+                "activation": self.activation,
                 "use_bias": self.use_bias, "alpha": self.alpha,
                 "kernel_initializer": self.kernel_initializer,
                 "bias_initializer": self.bias_initializer,
@@ -226,8 +354,9 @@ class Dense(Layer):
 class Activation(Layer):
     """An element-wise (or, for softmax, row-wise) activation: out = act(x)."""
 
-    def __init__(self, activation, alpha=0.01, input_dim=None, name=None):
-        super().__init__(name, input_dim)
+    def __init__(self, activation, alpha=0.01, input_dim=None, name=None, input_shape=None,
+                 trainable=True):
+        super().__init__(name, input_dim, input_shape, trainable)
         self.activation = activations.resolve(activation)
         self._code = activations.code(self.activation)
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or \
@@ -257,7 +386,8 @@ class Activation(Layer):
         return grad_out
 
     def get_config(self):
-        return {"name": self.name, "activation": self.activation, "alpha": self.alpha,
+        return {"name": self.name, "trainable": self.trainable,
+                "activation": self.activation, "alpha": self.alpha,
                 "input_dim": self.input_dim}
 
     def __repr__(self):
@@ -273,8 +403,9 @@ class Dropout(Layer):
     rate = 0 costs nothing: the input passes through untouched.
     """
 
-    def __init__(self, rate, seed=None, input_dim=None, name=None):
-        super().__init__(name, input_dim)
+    def __init__(self, rate, seed=None, input_dim=None, name=None, input_shape=None,
+                 trainable=True):
+        super().__init__(name, input_dim, input_shape, trainable)
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or \
                 not (0 <= rate < 1):
             raise ValueError(f"Dropout: rate must be a number in [0, 1), got {rate!r}")
@@ -303,8 +434,8 @@ class Dropout(Layer):
         return grad_out
 
     def get_config(self):
-        return {"name": self.name, "rate": self.rate, "seed": self.seed,
-                "input_dim": self.input_dim}
+        return {"name": self.name, "trainable": self.trainable, "rate": self.rate,
+                "seed": self.seed, "input_dim": self.input_dim}
 
     def __repr__(self):
         return f"Dropout({self.rate}, name={self.name!r})"
@@ -321,10 +452,10 @@ class Maxout(Dense):
 
     def __init__(self, units, pieces=2, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 input_dim=None, name=None):
+                 input_dim=None, name=None, input_shape=None, trainable=True):
         super().__init__(units, None, use_bias, kernel_initializer, bias_initializer,
                          kernel_regularizer, bias_regularizer, input_dim=input_dim,
-                         name=name)
+                         input_shape=input_shape, name=name, trainable=trainable)
         self.pieces = _positive_int("pieces", pieces, "Maxout")
 
     def param_specs(self):
@@ -375,7 +506,140 @@ class Maxout(Dense):
         return f"Maxout({self.units}, pieces={self.pieces}, name={self.name!r})"
 
 
-LAYERS = {"Dense": Dense, "Activation": Activation, "Dropout": Dropout, "Maxout": Maxout}
+class Flatten(Layer):
+    """Flattens each sample to one row: (n, d1, d2, ...) -> (n, d1·d2·...), in row-major
+    order (Keras's Flatten with data_format='channels_last').
+
+    fastnn's layers compute on rows, so inside a model this is the identity. As the first
+    layer (``Flatten(input_shape=(28, 28))``, or after ``fn.Input(shape=(28, 28))``) it gives
+    the model samples of that shape: fit/evaluate/predict/train_on_batch then take x of
+    shape (n, 28, 28) and see it as (n, 784) through a reshape view, not a copy.
+    """
+    _takes_nd_input = True
+
+    def __init__(self, data_format=None, input_shape=None, input_dim=None, name=None,
+                 trainable=True):
+        super().__init__(name, input_dim, input_shape, trainable)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"Flatten: data_format must be None or 'channels_last' (rows "
+                             f"are flattened in row-major order), got {data_format!r}")
+        self.data_format = data_format
+
+    def make_buffers(self, n, dtype, training, need_grad_x):
+        return _Buffers()
+
+    def forward(self, x, buf, training, key=0):
+        return x
+
+    def backward(self, x, buf, grad_out, need_grad_x, grad_is_dz=False):
+        return grad_out
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable,
+                  "data_format": self.data_format, "input_dim": self.input_dim}
+        if self.input_shape is not None:
+            config["input_shape"] = list(self.input_shape)
+        return config
+
+    def __repr__(self):
+        return f"Flatten(name={self.name!r})"
+
+
+class Softmax(Activation):
+    """Softmax over the features of each sample (Keras's layers.Softmax(axis=-1)).
+
+    Like a softmax activation, it fuses with the categorical cross-entropies: trained with
+    one, the loss is computed from its input (the logits), stably.
+    """
+
+    def __init__(self, axis=-1, input_dim=None, name=None, input_shape=None,
+                 trainable=True):
+        if axis not in (-1, 1) or isinstance(axis, bool):
+            raise ValueError(f"Softmax: axis must be -1 (the features of each sample), got "
+                             f"{axis!r}")
+        super().__init__("softmax", input_dim=input_dim, name=name, input_shape=input_shape,
+                         trainable=trainable)
+        self.axis = -1
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "axis": self.axis,
+                "input_dim": self.input_dim}
+
+    def __repr__(self):
+        return f"Softmax(name={self.name!r})"
+
+
+class InputLayer(Layer):
+    """The input of a model: the shape of one sample (Keras's InputLayer, made by
+    ``fn.Input``). Not a computing layer: a Sequential takes it as its first element and
+    records the shape; it is not part of ``model.layers`` (as in Keras).
+
+    dtype: the dtype the data arrives in. 'float32'/'float64' also choose the dtype of a
+    Sequential made without one; any other numeric dtype is accepted (inputs are converted
+    to the model's dtype once per call).
+    batch_size: recorded (and shown by summary) but not enforced: fastnn takes any batch size.
+    """
+    _takes_nd_input = True
+    _name_prefix = "input_layer"
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None,
+                 batch_shape=None, input_tensor=None, optional=False, name=None,
+                 ragged=None):
+        if shape is not None and batch_shape is not None:
+            raise ValueError(f"Input: give shape or batch_shape, not both (got shape={shape!r}"
+                             f", batch_shape={batch_shape!r})")
+        if batch_shape is not None:
+            if not isinstance(batch_shape, (tuple, list)) or len(batch_shape) < 2:
+                raise ValueError(f"Input: batch_shape must be (batch_size or None, d1, ...), "
+                                 f"got {batch_shape!r}")
+            batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
+        if shape is None:
+            raise ValueError("Input: shape is required, e.g. fn.Input(shape=(784,))")
+        for arg, value in (("sparse", sparse), ("ragged", ragged), ("optional", optional)):
+            if value:
+                raise ValueError(f"Input: {arg}=True is not supported (fastnn takes dense "
+                                 f"arrays)")
+        if input_tensor is not None:
+            raise ValueError("Input: tensor/input_tensor is not supported (fastnn has no "
+                             "symbolic tensors); pass shape=...")
+        super().__init__(name, input_shape=_sample_shape("Input", "shape", shape))
+        self.shape = self.input_shape
+        self.batch_size = None if batch_size is None else _positive_int(
+            "batch_size", batch_size, "Input")
+        if dtype is not None:
+            try:
+                dt = np.dtype(dtype)
+            except TypeError:
+                raise TypeError(f"Input: dtype must be a numeric dtype such as 'float32', got "
+                                f"{dtype!r}") from None
+            if dt.kind not in "biuf":
+                raise ValueError(f"Input: dtype must be a numeric dtype, got {dt}")
+            dtype = dt.name
+        self.dtype = dtype
+
+    @property
+    def batch_shape(self):
+        return (self.batch_size, *self.shape)
+
+    def get_config(self):
+        return {"name": self.name, "batch_shape": list(self.batch_shape), "dtype": self.dtype}
+
+    def __repr__(self):
+        return f"InputLayer(shape={self.shape!r}, name={self.name!r})"
+
+
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None,
+          tensor=None, optional=False, ragged=None):
+    """The input of a model, Keras 3's ``keras.Input``: ``fn.Input(shape=(784,))`` as the
+    first element of ``fn.Sequential([...])`` or through ``model.add``. Returns an
+    InputLayer (fastnn has no symbolic tensors)."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, sparse=sparse,
+                      batch_shape=batch_shape, input_tensor=tensor, optional=optional,
+                      name=name, ragged=ragged)
+
+
+LAYERS = {"Dense": Dense, "Activation": Activation, "Dropout": Dropout, "Maxout": Maxout,
+          "Flatten": Flatten, "Softmax": Softmax}
 
 
 def from_config(kind, config):

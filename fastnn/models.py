@@ -13,6 +13,7 @@ are views into them. That makes the optimizer one kernel call per step, and
 get/set_weights, saving and the gradient monitor plain slices.
 """
 import collections
+import numbers
 import threading
 import time
 import warnings
@@ -81,7 +82,9 @@ class Sequential:
     per call, not per batch.
     """
 
-    def __init__(self, layers=None, dtype="float32", name="sequential"):
+    def __init__(self, layers=None, dtype=None, name="sequential"):
+        # An fn.Input(dtype='float64') chooses the dtype of a model made without one.
+        self._dtype_given = dtype is not None
         if dtype is None:
             dtype = "float32"
         try:
@@ -109,8 +112,18 @@ class Sequential:
         self._train_cache = collections.OrderedDict()
         self._local = threading.local()
         self._train_lock = threading.Lock()
+        self._input_layer = None     # an fn.Input given first (not part of self.layers)
+        self._input_shape = None     # the shape of one sample, fixed by build
+        self._submodels = []         # nested models: (model, first layer, end) in self.layers
+        self._parent = None          # the model this one is nested in
+        self._trainable = True
+        self._optimizer_buffer = None     # (optimizer, the parameter buffer it was built on)
+        self._frozen_views = []      # (non-trainable parameters, a place to keep them)
+        self._frozen_grads = []
+        self._stateful = []          # (index, layer) of layers with state updated per step
+        self._step_ws = None         # the workspace of the last training forward/backward
         if layers is not None:
-            if isinstance(layers, layers_module.Layer):
+            if isinstance(layers, (layers_module.Layer, Sequential)):
                 layers = [layers]
             if not isinstance(layers, (list, tuple)):
                 raise TypeError(f"Sequential: layers must be a list of fn.layers layers, got "
@@ -120,44 +133,205 @@ class Sequential:
 
     # ---------------------------------------------------------------- structure --
     def add(self, layer):
-        """Append a layer (before the model is built)."""
+        """Append a layer (before the model is built): an fn.layers layer, an fn.Input (first
+        only), or another Sequential, whose layers and weights are then shared with this
+        model (see ``_add_model``)."""
+        if isinstance(layer, Sequential):
+            self._add_model(layer)
+            return
         if not isinstance(layer, layers_module.Layer):
             raise TypeError(f"Sequential.add: expected a fn.layers layer, got {layer!r}")
-        if self.built:
-            raise ValueError("Sequential.add: the model is already built; add every layer "
-                             "before compiling with data or calling build()")
+        self._check_can_change("add")
+        if isinstance(layer, layers_module.InputLayer):
+            if self.layers or self._input_layer is not None:
+                raise ValueError(f"Sequential.add: an Input must be the first element of a "
+                                 f"model; model {self.name!r} already has "
+                                 f"{'an Input' if self._input_layer else 'layers'}")
+            self._input_layer = layer
+            if not self._dtype_given and layer.dtype in ("float32", "float64"):
+                self.dtype = np.dtype(layer.dtype)
+            return
         if any(layer is other for other in self.layers):
             raise ValueError(f"Sequential.add: layer {layer.name!r} is already in the model")
         self.layers.append(layer)
 
+    def _add_model(self, model):
+        """Nest a Sequential: its layers join this model's list (``model.layers`` shows them
+        in place; ``get_layer(name)`` finds the nested model by its name too). One flat
+        buffer per model still holds every parameter: when this model is built, the nested
+        layers' current weights are copied into it and the nested model is pointed at the
+        contiguous part of it its layers use, so both models see, train and save the same
+        weights (a nested model that was compiled keeps its optimizer state)."""
+        self._check_can_change("add")
+        if model is self:
+            raise ValueError("Sequential.add: a model cannot contain itself")
+        if model._parent is not None:
+            raise ValueError(f"Sequential.add: model {model.name!r} is already nested in "
+                             f"model {model._parent.name!r}")
+        if model.dtype != self.dtype:
+            raise ValueError(f"Sequential.add: model {model.name!r} is {model.dtype.name} but "
+                             f"this model is {self.dtype.name}; both must have one dtype")
+        if not model.layers:
+            raise ValueError(f"Sequential.add: model {model.name!r} has no layers")
+        for layer in model.layers:
+            if any(layer is other for other in self.layers):
+                raise ValueError(f"Sequential.add: layer {layer.name!r} is already in the "
+                                 f"model")
+        if not self.layers and self._input_layer is None:
+            if model._input_layer is not None:
+                self._input_layer = model._input_layer
+            elif model.built:
+                self._input_layer = layers_module.InputLayer(shape=model._input_shape)
+        start = len(self.layers)
+        self.layers.extend(model.layers)
+        self._submodels.append((model, start, len(self.layers)))
+        model._parent = self
+
+    def _check_can_change(self, what):
+        if self._parent is not None:
+            raise ValueError(f"Sequential.{what}: model {self.name!r} is nested in model "
+                             f"{self._parent.name!r}; change that model instead")
+        if what == "add" and self.built:
+            raise ValueError("Sequential.add: the model is already built; add every layer "
+                             "before compiling with data or calling build()")
+
+    def get_layer(self, name=None, index=None):
+        """A layer by its name or its index in ``model.layers`` (Keras's get_layer; a nested
+        model is found by its name too)."""
+        if index is not None and name is not None:
+            raise ValueError(f"Provide only a layer name or a layer index. Received: "
+                             f"index={index}, name={name}.")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+                raise TypeError(f"get_layer: index must be an integer, got {index!r}")
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model "
+                                 f"only has {len(self.layers)} layers.")
+            return self.layers[index]
+        if name is not None:
+            for item in self.layers + [sub for sub, _, _ in self._submodels]:
+                if item.name == name:
+                    return item
+            for sub, _, _ in self._submodels:
+                try:
+                    return sub.get_layer(name)
+                except ValueError:
+                    pass
+            raise ValueError(f"No such layer: {name}. Existing layers are: "
+                             f"{[layer.name for layer in self.layers]}.")
+        raise ValueError("Provide either a layer name or layer index at `get_layer`.")
+
+    def pop(self, rebuild=True):
+        """Remove the last layer (a nested model as a whole) and return it. A built model
+        is rebuilt at once (unless rebuild=False) keeping the other layers' weights; a
+        compiled one stays compiled (its optimizer restarts its moments, since the set of
+        weights changed, and keeps its step count)."""
+        self._check_can_change("pop")
+        if not self.layers:
+            raise TypeError("There are no layers in the model.")
+        if self._submodels and self._submodels[-1][2] == len(self.layers):
+            removed, start, _ = self._submodels.pop()
+            del self.layers[start:]
+            removed._parent = None
+        else:
+            removed = self.layers.pop()
+        shape, self.built = self._input_shape, False
+        if rebuild and self.layers and shape is not None:
+            self._build(shape)
+        return removed
+
     @property
     def input_dim(self):
-        return self.layers[0].input_dim if self.layers else None
+        """The number of input features (the product of the input shape)."""
+        if self.built:
+            return self.layers[0].input_dim
+        shape = self._known_input_shape()
+        return None if shape is None else int(np.prod(shape))
+
+    @property
+    def input_shape(self):
+        """(None, d1, ...): Keras's input shape, the batch dimension first."""
+        shape = self._input_shape if self.built else self._known_input_shape()
+        if shape is None:
+            raise ValueError(f"Sequential model '{self.name}' has no defined input shape "
+                             f"yet.")
+        return (None, *shape)
 
     @property
     def output_dim(self):
         return self.layers[-1].units if self.built else None
 
-    def build(self, input_dim=None):
+    @property
+    def output_shape(self):
+        if not self.built:
+            raise ValueError(f"Sequential model '{self.name}' has no defined output shape "
+                             f"yet.")
+        return (None, self.output_dim)
+
+    def _known_input_shape(self, flat_ok=True):
+        """The sample shape the model declares (an Input, or the first layer's input_shape,
+        or, when flat_ok, its input_dim); None if it declares none."""
+        if self._input_layer is not None:
+            return self._input_layer.shape
+        if not self.layers:
+            return None
+        first = self.layers[0]
+        if first.input_shape is not None:
+            return first.input_shape
+        if flat_ok and first.input_dim is not None:
+            return (first.input_dim,)
+        return None
+
+    def build(self, input_shape=None):
         """Fix every shape and initialize the weights (from the model's seed).
 
-        input_dim: the number of input features; needed only when the first layer was
-        made without input_dim (fit() passes the data's width).
+        input_shape: needed only when the model declares no input (no fn.Input, no
+        input_dim/input_shape on its first layer; fit() passes the data's shape): the
+        number of input features, or Keras's batch shape (None, d1, ...).
         """
         if self.built:
             return
+        if input_shape is None:
+            self._build(None)
+        elif isinstance(input_shape, (tuple, list)):
+            if len(input_shape) < 2:
+                raise ValueError(f"Sequential.build: input_shape is a batch shape (None, "
+                                 f"features, ...) as in Keras, got {tuple(input_shape)!r}; "
+                                 f"for n features use build(n) or build((None, n))")
+            self._build(layers_module._sample_shape("Sequential.build", "input_shape",
+                                                    tuple(input_shape[1:])))
+        else:
+            self._build((v.positive_int("input_dim", input_shape),))
+
+    def _build(self, shape):
+        """build() for the sample shape ``shape`` (a tuple, or None: the declared one)."""
         if not self.layers:
             raise ValueError("Sequential.build: the model has no layers")
-        dim = self.layers[0].input_dim if self.layers[0].input_dim is not None else input_dim
-        if dim is None:
+        declared = self._known_input_shape()
+        if declared is not None and shape is not None and tuple(shape) != declared and \
+                (self._known_input_shape(flat_ok=False) is not None or
+                 int(np.prod(shape)) != declared[0]):
+            raise ValueError(f"Sequential.build: the model's input shape is {declared}, "
+                             f"cannot build it for samples of shape {tuple(shape)}")
+        shape = tuple(shape) if shape is not None else declared
+        if shape is None:
             raise ValueError("Sequential.build: the input width is unknown; give the first "
                              "layer input_dim=..., or call build(input_dim)/fit(x, y)")
-        dim = v.positive_int("input_dim", dim)
+        first = self.layers[0]
+        if len(shape) > 1 and not first._takes_nd_input:
+            raise ValueError(f"Sequential.build: samples of shape {shape} need "
+                             f"fn.layers.Flatten() as the first layer (layer {first.name!r} "
+                             f"takes flat (features,) samples)")
+        dim = int(np.prod(shape))
         _threads.ensure_default()
         for layer in self.layers:
+            if layer._bound_params is not None and layer.input_dim != dim:
+                raise ValueError(f"Sequential.build: layer {layer.name!r} was built for "
+                                 f"{layer.input_dim} input features but gets {dim} here")
             dim = layer.build(dim)
         if self.seed is None:      # (a loaded model comes with its seed)
             self.seed = _random.new_model_seed()
+        self._input_shape = shape
         self._allocate_parameters()
         self.built = True
         self._version += 1
@@ -174,19 +348,77 @@ class Sequential:
         self._grads = np.zeros(total, self.dtype)
         self._grads_finite = _parallel.ChunkedCheck(self._grads)
         rng = _random.generator(self.seed, _random.INIT)
+        # Layers that already have weights (a nested model's, or after pop()) keep them.
+        kept = {id(layer): layer._bound_params for layer in self.layers
+                if layer._bound_params is not None and
+                [p.shape for p in layer._bound_params] ==
+                [tuple(s) for _, s, _ in layer.param_specs()]}
         views = collections.defaultdict(lambda: ([], []))
         for (layer, name, shape, init), lo, hi in zip(specs, self._bounds[:-1],
                                                       self._bounds[1:]):
             p = self._params[lo:hi].reshape(shape)
             g = self._grads[lo:hi].reshape(shape)
-            p[...] = initializers.get(init)(rng, shape)
-            views[id(layer)][0].append(p)
-            views[id(layer)][1].append(g)
+            mine = views[id(layer)]
+            if id(layer) in kept:
+                p[...] = kept[id(layer)][len(mine[0])]
+            else:
+                p[...] = initializers.get(init)(rng, shape)
+            mine[0].append(p)
+            mine[1].append(g)
         for layer in self.layers:
             if id(layer) in views:
                 layer.bind(*views[id(layer)])
+                layer._bound_params = views[id(layer)][0]
+        self._index_layers()
+        self._share_with_submodels()
+
+    def _index_layers(self):
         self._dropout_layers = [(i, layer) for i, layer in enumerate(self.layers)
                                 if isinstance(layer, layers_module.Dropout)]
+        self._stateful = [(i, layer) for i, layer in enumerate(self.layers)
+                          if type(layer).update_state is not layers_module.Layer.update_state]
+
+    def _share_with_submodels(self):
+        """Point each nested model at the part of this model's buffers its layers use
+        (contiguous, since its layers are), so that it predicts, trains and saves the very
+        weights this model has."""
+        if not self._submodels:
+            return
+        seg = np.cumsum([0] + [len(layer.param_specs()) for layer in self.layers])
+        for sub, start, stop in self._submodels:
+            lo, hi = int(self._bounds[seg[start]]), int(self._bounds[seg[stop]])
+            sub._adopt_parameters(self._params[lo:hi], self._grads[lo:hi],
+                                  self._bounds[seg[start]:seg[stop] + 1] - lo, self)
+
+    def _adopt_parameters(self, params, grads, bounds, outer):
+        """Use views of the enclosing model ``outer``'s buffers as this model's own."""
+        self._params, self._grads = params, grads
+        self._bounds = np.ascontiguousarray(bounds, dtype=np.int64)
+        self._grads_finite = _parallel.ChunkedCheck(self._grads)
+        if not self.built:
+            self.seed = outer.seed if self.seed is None else self.seed
+            self._input_shape = self._known_input_shape() or (self.layers[0].input_dim,)
+            self.built = True
+        self._index_layers()
+        self._version += 1
+        self._train_cache.clear()
+        if self.compiled:
+            self._finish_compile()
+        self._share_with_submodels()
+
+    @property
+    def trainable(self):
+        """Setting it sets every layer's trainable flag (Keras's rule: takes effect at the
+        next compile)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"Sequential: trainable must be True or False, got {value!r}")
+        self._trainable = bool(value)
+        for layer in self.layers:
+            layer.trainable = bool(value)
 
     def count_params(self):
         self._require_built("count_params")
@@ -200,48 +432,89 @@ class Sequential:
         w0 = max(len("Layer (type)"), *(len(r[0]) for r in rows)) + 2
         w1 = max(len("Output Shape"), *(len(r[1]) for r in rows)) + 2
         line = "=" * (w0 + w1 + 12)
-        out = [f'Model: "{self.name}" ({self.dtype.name})', line,
+        shape = ", ".join(str(d) for d in self._input_shape)
+        out = [f'Model: "{self.name}" ({self.dtype.name}, input (None, {shape}))', line,
                f"{'Layer (type)':<{w0}}{'Output Shape':<{w1}}Param #", line]
         out += [f"{a:<{w0}}{b:<{w1}}{c}" for a, b, c in rows]
         total = self.count_params()
+        trainable = sum(w.size for w in self.trainable_weights)
         out += [line, f"Total params: {total:,} "
-                      f"({total * self.dtype.itemsize / 1024:,.1f} KiB)", line]
+                      f"({total * self.dtype.itemsize / 1024:,.1f} KiB)",
+                f"Trainable params: {trainable:,}",
+                f"Non-trainable params: {total - trainable:,}", line]
         print_fn("\n".join(out))
+
+    def get_config(self):
+        """The architecture as plain data, in Keras's layout: {"name", "dtype", "trainable",
+        "layers": [{"class_name", "config"}, ...], "build_input_shape": [None, d1, ...]}
+        (the last once the input shape is known). A nested model appears as its layers."""
+        entries = []
+        if self._input_layer is not None:
+            entries.append({"class_name": "InputLayer",
+                            "config": self._input_layer.get_config()})
+        entries += [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                    for layer in self.layers]
+        config = {"name": self.name, "dtype": self.dtype.name, "trainable": self.trainable,
+                  "layers": entries}
+        shape = self._input_shape if self.built else self._known_input_shape()
+        if shape is not None:
+            config["build_input_shape"] = [None, *shape]
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        """A new model (new layers, fresh weights; built if the input shape is given) from
+        ``get_config()`` output."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise TypeError(f"Sequential.from_config: expected a dict with a 'layers' list "
+                            f"(from get_config()), got {type(config).__name__}")
+        model = cls(dtype=config.get("dtype"), name=config.get("name", "sequential"))
+        for i, entry in enumerate(config["layers"]):
+            if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) \
+                    or not isinstance(entry.get("config"), dict):
+                raise TypeError(f"Sequential.from_config: layers[{i}] must be a dict "
+                                f"{{'class_name': str, 'config': dict}}, got {entry!r}")
+            if entry["class_name"] == "InputLayer":
+                model.add(layers_module.InputLayer(**entry["config"]))
+            else:
+                model.add(layers_module.from_config(entry["class_name"], entry["config"]))
+        if config.get("trainable") is False:
+            model._trainable = False
+        if config.get("build_input_shape") is not None:
+            model.build(config["build_input_shape"])
+        return model
 
     # ------------------------------------------------------------------ weights --
     def get_weights(self):
-        """Copies of the weights: [W0, b0, W1, b1, ...], W of shape (inputs, units)."""
+        """Copies of the weights: [W0, b0, W1, b1, ...], W of shape (inputs, units); each
+        layer's in its get_weights() order (batch normalization: gamma, beta, moving_mean,
+        moving_variance)."""
         self._require_built("get_weights")
-        return [w.copy() for layer in self.layers for w in layer.weights]
+        return [w.copy() for w in self.weights]
 
     def set_weights(self, weights):
         """Set the weights from a list shaped like get_weights() (values are copied)."""
         self._require_built("set_weights")
-        targets = [w for layer in self.layers for w in layer.weights]
-        if not isinstance(weights, (list, tuple)):
-            raise TypeError(f"set_weights: weights must be a list of arrays (as from "
-                            f"get_weights()), got {type(weights).__name__}")
-        weights = list(weights)
-        if len(weights) != len(targets):
-            raise ValueError(f"set_weights: expected {len(targets)} arrays, got "
-                             f"{len(weights)}")
-        arrays = []
-        for i, (src, dst) in enumerate(zip(weights, targets)):
-            arr = v.as_array(f"set_weights: weights[{i}]", src)
-            if arr.shape != dst.shape:
-                raise ValueError(f"set_weights: weights[{i}] must have shape {dst.shape}, "
-                                 f"got {arr.shape}")
-            arr = v._convert(f"set_weights: weights[{i}]", arr, self.dtype)
-            v.check_finite(f"set_weights: weights[{i}]", arr)
-            arrays.append(arr)
-        for src, dst in zip(arrays, targets):
-            dst[...] = src
+        layers_module.assign_weights("set_weights", self.weights, weights, self.dtype)
+
+    @property
+    def weights(self):
+        """Live views of every weight, in get_weights() order."""
+        self._require_built("weights")
+        return [w for layer in self.layers for w in layer.weights]
 
     @property
     def trainable_weights(self):
-        """Live views of the weights (changing them changes the model)."""
+        """Live views of the weights fit updates (changing them changes the model)."""
         self._require_built("trainable_weights")
-        return [w for layer in self.layers for w in layer.weights]
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        """Live views of the weights fit leaves alone: frozen layers' and moving
+        statistics."""
+        self._require_built("non_trainable_weights")
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
 
     # ------------------------------------------------------------------ compile --
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
@@ -264,7 +537,7 @@ class Sequential:
             raise TypeError(f"compile: metrics must be a list of names, got {metrics!r}")
         for m in metrics:
             metrics_module.check(m, loss)
-        if not self.built and self.layers and self.layers[0].input_dim is not None:
+        if not self.built and self.layers and self._known_input_shape() is not None:
             self.build()
         previous = (self.loss, self.optimizer, list(getattr(self, "_metric_names", [])),
                     self.compiled)
@@ -278,6 +551,9 @@ class Sequential:
         self.compiled = True
 
     def _finish_compile(self):
+        if self._optimizer_buffer is not None and self._optimizer_buffer[0] is \
+                self.optimizer and self._optimizer_buffer[1] is not self._params:
+            self._move_optimizer()
         last = self.layers[-1]
         self.metrics = [metrics_module.get(m, self.loss, self.output_dim)
                         for m in self._metric_names]
@@ -285,11 +561,52 @@ class Sequential:
         for layer in self.layers:
             layer.keep_logits(layer is last and self._fused)
         self.optimizer.build(self._params, self._bounds)
+        self._optimizer_buffer = (self.optimizer, self._params)
+        self._freeze_non_trainable()
         self._version += 1
         self._train_cache.clear()
 
+    def _move_optimizer(self):
+        """The parameter buffer changed under a compiled optimizer (pop(), or this model was
+        nested and now lives in the enclosing model's buffer): continue with a copy of the
+        optimizer built on the new buffer, with its state when the size is unchanged (else
+        only its step count)."""
+        old, old_buffer = self._optimizer_buffer
+        config = old.get_config()
+        config["learning_rate"] = old.learning_rate
+        try:
+            new = optimizers.from_config(config)
+        except (TypeError, ValueError, KeyError):
+            raise ValueError(f"the weights of model {self.name!r} moved (pop() or nesting) "
+                             f"and its optimizer {old!r} cannot be copied to follow them; "
+                             f"compile the model again") from None
+        new.build(self._params, self._bounds)
+        state = old.variables()
+        if old_buffer.shape != self._params.shape:
+            state = {"iterations": state["iterations"]}
+        new.set_variables(state)
+        self.optimizer = new
+        self._optimizer_buffer = (new, self._params)
+
+    def _freeze_non_trainable(self):
+        """Find the parameters fit must not change (read at compile, as in Keras): frozen
+        layers' weights and moving statistics. Their gradients are zeroed in each backward
+        pass and their values put back after each update (so that no optimizer, weight decay
+        and old momentum included, moves them)."""
+        flags = [f for layer in self.layers for f in layer.spec_trainable()]
+        ranges = []
+        for flag, lo, hi in zip(flags, self._bounds[:-1], self._bounds[1:]):
+            if not flag and hi > lo:
+                if ranges and ranges[-1][1] == lo:
+                    ranges[-1][1] = hi
+                else:
+                    ranges.append([lo, hi])
+        self._frozen_views = [(self._params[lo:hi], np.empty(hi - lo, self.dtype))
+                              for lo, hi in ranges]
+        self._frozen_grads = [self._grads[lo:hi] for lo, hi in ranges]
+
     def _require_built(self, what):
-        if not self.built and self.layers and self.layers[0].input_dim is not None:
+        if not self.built and self.layers and self._known_input_shape() is not None:
             self.build()
         if not self.built:
             raise ValueError(f"{what}: the model is not built yet; give the first layer "
@@ -358,18 +675,42 @@ class Sequential:
             g = layer.backward(ws.inputs[i], ws.bufs[i], g, i > 0,
                                grad_is_dz=(i == last and self._fused))
             penalty += ws.bufs[i].penalty
+        for g in self._frozen_grads:
+            g.fill(0)
+        self._step_ws = ws
         return penalty
+
+    def _apply_update(self):
+        """The optimizer step of fit and train_on_batch, non-trainable parameters held
+        fixed, then the step's state updates (batch normalization's moving statistics, from
+        the statistics of the batch just trained on). Returns the optimizer's count of
+        non-finite weights."""
+        for params, kept in self._frozen_views:
+            np.copyto(kept, params)
+        bad = self.optimizer.apply(self._params, self._grads)
+        for params, kept in self._frozen_views:
+            np.copyto(params, kept)
+        for i, layer in self._stateful:
+            layer.update_state(self._step_ws.bufs[i])
+        return bad
+
+    def _input_matrix(self, what, x):
+        """x of the model's input shape, (n, *input_shape), as the (n, input_dim) matrix the
+        layers compute on: a reshape view of x when it is C-contiguous in the model's dtype,
+        else of the one converted copy (validated: see fastnn/_validation.py)."""
+        return v.as_float_samples(f"{what}: x", x, self.dtype, self._input_shape)
 
     # -------------------------------------------------------------------- input --
     def _prepare(self, what, x, y=None, sample_weight=None, class_weight=None):
         """Validate and convert (once) x, y and the per-sample weights."""
         if not self.built:
             arr = v.as_array(f"{what}: x", x)
-            if arr.ndim == 2 and arr.shape[1] > 0:
-                self.build(arr.shape[1])
+            nd_ok = bool(self.layers) and self.layers[0]._takes_nd_input
+            if arr.ndim >= 2 and min(arr.shape[1:]) > 0 and (arr.ndim == 2 or nd_ok):
+                self._build(arr.shape[1:])
             else:
                 v.as_float_matrix(f"{what}: x", arr, self.dtype)   # raises the right error
-        x = v.as_float_matrix(f"{what}: x", x, self.dtype, width=self.input_dim)
+        x = self._input_matrix(what, x)
         if y is None:
             return x, None, None
         y = v.targets(f"{what}: y", y, self.loss.target, self.output_dim, x.shape[0],
@@ -583,7 +924,7 @@ class Sequential:
                         bad_loss = batch_loss if batch_loss - batch_loss != 0 else float("nan")
                         self._non_finite(epoch, step, ws, batch_loss, cbl, on_nan)
                         break
-                    if self.optimizer.apply(self._params, self._grads):
+                    if self._apply_update():
                         self._overflow(epoch, step, on_nan, cbl)
                     loss_sum += batch_loss * n
                     seen += n
@@ -715,7 +1056,7 @@ class Sequential:
         self._require_built("predict")
         batch_size = 32 if batch_size is None else v.positive_int("predict: batch_size",
                                                                   batch_size)
-        x = v.as_float_matrix("predict: x", x, self.dtype, width=self.input_dim)
+        x = self._input_matrix("predict", x)
         n_total = x.shape[0]
         out = np.empty((n_total, self.output_dim), self.dtype)
         batch_size = min(batch_size, n_total)
@@ -758,7 +1099,7 @@ class Sequential:
                 raise FloatingPointError(f"train_on_batch: non-finite loss or gradients "
                                          f"(loss {loss}); the update was skipped, the "
                                          f"weights are unchanged")
-            if self.optimizer.apply(self._params, self._grads):
+            if self._apply_update():
                 raise FloatingPointError("train_on_batch: the update overflowed; some "
                                          "weights are now infinite (lower the learning "
                                          "rate and restore the weights)")
@@ -771,14 +1112,15 @@ class Sequential:
 
     def gradients(self, x, y, sample_weight=None):
         """Gradients of the mean batch loss on (x, y) — regularization penalty included —
-        with respect to each weight, in get_weights() order. Dropout is active (training
-        mode); the weights are not changed."""
+        with respect to each of ``trainable_weights`` (get_weights() order without the
+        non-trainable ones). Dropout is active (training mode); the weights are not
+        changed."""
         self._require_compiled("gradients")
         if not self._train_lock.acquire(blocking=False):
             raise RuntimeError("gradients: this model is being trained in another thread")
         try:
             self._batch_pass("gradients", x, y, sample_weight, None)
-            return [g.copy() for layer in self.layers for g in layer.gradients]
+            return [g.copy() for layer in self.layers for g in layer.trainable_gradients]
         finally:
             self._train_lock.release()
 

@@ -3,7 +3,8 @@ allocated.
 
 A model file is a ZIP archive (stored, not compressed) holding:
 - ``fastnn.json``: {"format": "fastnn-model", "version": 1, "kind": "model" | "weights",
-  "dtype", "input_dim", "seed", "epochs_trained", "layers": [{"class", "config"}],
+  "dtype", "input_dim", "input_shape" (one sample's shape; absent in older files:
+  (input_dim,)), "seed", "epochs_trained", "layers": [{"class", "config"}],
   "compile": {"loss", "metrics", "optimizer": config} or null,
   "optimizer": {"iterations", "slots": [names]} or null, "parameters": count};
 - ``parameters.npy``: every weight, flat, in get_weights() order (the model's buffer);
@@ -73,13 +74,19 @@ def _description(model, kind):
     """The fastnn.json document of a model, built or not (an unbuilt model has no
     parameters and possibly no input_dim; only pickling describes those)."""
     return {"format": FORMAT, "version": VERSION, "kind": kind, "dtype": model.dtype.name,
-            "input_dim": model.input_dim, "seed": model.seed,
-            "epochs_trained": model.epochs_trained, "name": model.name,
+            "input_dim": model.input_dim, "input_shape": _shape_of(model),
+            "seed": model.seed, "epochs_trained": model.epochs_trained, "name": model.name,
             "built": model.built,
             "layers": [{"class": type(layer).__name__, "config": layer.get_config()}
                        for layer in model.layers],
             "parameters": int(model._params.shape[0]) if model.built else 0,
             "compile": None, "optimizer": None}
+
+
+def _shape_of(model):
+    """One sample's shape as a list (None while the model declares none)."""
+    shape = model._input_shape if model.built else model._known_input_shape()
+    return None if shape is None else list(shape)
 
 
 def describe(model, strict=True):
@@ -214,6 +221,17 @@ def _expected_parameters(layer_docs, input_dim, path):
     return total
 
 
+def _input_shape(doc, input_dim, path):
+    """The sample shape the file declares (absent: (input_dim,)), checked against it."""
+    shape = doc.get("input_shape", [input_dim])
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 32 or any(
+            isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 1 << 24
+            for d in shape) or int(np.prod(shape)) != input_dim:
+        raise ModelFileError(f"{path}: input_shape must be a list of up to 32 positive "
+                             f"integers whose product is input_dim {input_dim}, got {shape!r}")
+    return tuple(shape)
+
+
 def _build(doc, path):
     from fastnn import layers as L
     from fastnn.models import Sequential
@@ -249,7 +267,10 @@ def _build(doc, path):
     model.seed = _field(doc, "seed", int, path)
     if not 0 <= model.seed < 2**63:
         raise ModelFileError(f"{path}: seed {model.seed} is out of range")
-    model.build(input_dim)
+    try:
+        model._build(_input_shape(doc, input_dim, path))
+    except ValueError as e:
+        raise ModelFileError(f"{path}: invalid architecture: {e}") from None
     model.epochs_trained = _field(doc, "epochs_trained", int, path)
     return model
 
@@ -354,6 +375,8 @@ def build_model(doc, arrays, objects=None, path="<in-memory model>"):
         dtype = _field(doc, "dtype", str, path)
         layers = [L.from_config(e["class"], e["config"]) for e in
                   _field(doc, "layers", list, path)]
+        if doc.get("input_shape") is not None:
+            layers.insert(0, L.InputLayer(shape=tuple(doc["input_shape"])))
         model = Sequential(layers, dtype=dtype)
         model.seed = doc.get("seed")
         model.epochs_trained = _field(doc, "epochs_trained", int, path)

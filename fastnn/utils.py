@@ -10,7 +10,7 @@ def float64_copy(model):
     model._require_built("float64_copy")
     copy = Sequential([L.from_config(type(layer).__name__, layer.get_config())
                        for layer in model.layers], dtype="float64")
-    copy.build(model.input_dim)
+    copy._build(model._input_shape)
     copy.set_weights(model.get_weights())
     if model.compiled:
         copy.compile(loss=model.loss, optimizer="sgd")
@@ -44,7 +44,7 @@ def check_gradients(model, x, y, sample_weight=None, epsilon=1e-6, max_entries=2
     analytic = m.gradients(x, y, sample_weight=sample_weight)
     rng = np.random.default_rng(seed)
     names = [f"{layer.name}/{kind}" for layer in m.layers
-             for kind in ("kernel", "bias")[:len(layer.weights)]]
+             for kind in layer.trainable_weight_names]
 
     def loss():
         return m._batch_pass("check_gradients", x, y, sample_weight, None)[0]
