@@ -1181,3 +1181,25 @@ class Sequential:
         # optional (it is imported only when an export runs).
         from fastnn.export import onnx as onnx_export
         onnx_export.export_model(self, filepath, verbose, input_signature, **kwargs)
+
+    # ------------------------------------------------------------- engine hooks --
+    # For drivers that bring their own batches (fastnn.sklearn: scikit-learn's batching,
+    # sparse rows, L-BFGS): the same pieces fit's loop runs, one call each.
+    def _batch_gradients(self, x, ws, y, sw, epoch=0, step=0):
+        """Forward (training mode), loss and backward on one batch: x (n, features), y
+        and sw (n,) or empty, all C-contiguous of the model's dtype and already checked
+        (x may be ws.x); ws a workspace from _train_workspace(n). Fills the flat
+        gradient and returns (Σ swᵢ lossᵢ / n, regularization penalty). epoch and step
+        key the dropout masks."""
+        n = x.shape[0]
+        p = self._forward(x, ws, True, epoch, step)
+        loss = self._loss(ws, p, y, sw, n)
+        return loss / n, self._backward(ws)
+
+    def _apply_gradients(self, loss):
+        """The optimizer update from the flat gradient, unless the batch's loss or the
+        gradients are not finite. Returns 'ok', 'non-finite' (nothing was updated) or
+        'overflow' (the update made some weights infinite)."""
+        if not (loss - loss == 0 and self._grads_finite()):
+            return "non-finite"
+        return "overflow" if self.optimizer.apply(self._params, self._grads) else "ok"
