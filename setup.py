@@ -10,7 +10,8 @@ import os
 from setuptools import Extension, setup
 from Cython.Build import cythonize
 
-KERNELS = ["blas", "dense", "activations", "losses", "optim", "ops", "random", "sparse"]
+KERNELS = ["blas", "dense", "activations", "losses", "metrics", "optim", "ops", "random",
+           "sparse"]
 
 checked = os.environ.get("FASTNN_BOUNDSCHECK", "0") == "1"
 directives = {

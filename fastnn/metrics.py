@@ -43,3 +43,13 @@ def get(name, loss, output_width):
     else:
         kind = "categorical"
     return Accuracy(kind, "accuracy" if name == "acc" else name)
+
+
+def serialize(metric):
+    """What a model file stores for a compiled metric: its name."""
+    return metric
+
+
+def deserialize(doc):
+    """The compile() argument a serialize() result stands for."""
+    return doc

@@ -520,8 +520,9 @@ class Sequential:
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
         """Choose the loss, the optimizer and the metrics (Keras's names).
 
-        loss: 'mse', 'categorical_crossentropy', 'sparse_categorical_crossentropy',
-        'binary_crossentropy' or a fn.losses.Loss. optimizer: a name ('sgd', 'momentum',
+        loss: a name ('mse', 'mae', 'huber', 'categorical_crossentropy', ... see
+        fn.losses.LOSSES) or a fn.losses.Loss such as
+        SparseCategoricalCrossentropy(from_logits=True). optimizer: a name ('sgd', 'momentum',
         'nesterov', 'adagrad', 'rmsprop', 'adam', 'adamw') or a fn.optimizers object.
         metrics: a list of 'accuracy' (and its specific names).
         """
@@ -558,6 +559,7 @@ class Sequential:
         self.metrics = [metrics_module.get(m, self.loss, self.output_dim)
                         for m in self._metric_names]
         self._fused = last.output_activation() == self.loss.fuses_with is not None
+        self.loss.check_output(last.output_activation())
         for layer in self.layers:
             layer.keep_logits(layer is last and self._fused)
         self.optimizer.build(self._params, self._bounds)

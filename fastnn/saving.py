@@ -5,7 +5,9 @@ A model file is a ZIP archive (stored, not compressed) holding:
 - ``fastnn.json``: {"format": "fastnn-model", "version": 1, "kind": "model" | "weights",
   "dtype", "input_dim", "input_shape" (one sample's shape; absent in older files:
   (input_dim,)), "seed", "epochs_trained", "layers": [{"class", "config"}],
-  "compile": {"loss", "metrics", "optimizer": config} or null,
+  "compile": {"loss", "metrics", "optimizer": config} or null (the loss and each metric a
+  name, or {"class", "config"} with the constructor's arguments; files holding names load
+  too),
   "optimizer": {"iterations", "slots": [names]} or null, "parameters": count};
 - ``parameters.npy``: every weight, flat, in get_weights() order (the model's buffer);
 - ``optimizer/<slot>.npy``: the optimizer's slots (moments, accumulators), flat.
@@ -112,13 +114,16 @@ def describe(model, strict=True):
                                  "callable, which cannot be stored as data; use a schedule "
                                  "from fn.optimizers.schedules, or save_weights()")
             objects["learning_rate"] = opt.learning_rate
-        loss = model.loss.name
-        if loss not in _loss_names() or type(model.loss) is not _loss_class(loss):
+        from fastnn import losses, metrics
+        try:
+            loss = losses.serialize(model.loss)
+        except ValueError:
             if strict:
-                raise ValueError(f"save: custom loss {model.loss!r} cannot be stored by name")
+                raise
             objects["loss"] = model.loss
             loss = None
-        doc["compile"] = {"loss": loss, "metrics": list(model._metric_names),
+        doc["compile"] = {"loss": loss,
+                          "metrics": [metrics.serialize(m) for m in model._metric_names],
                           "optimizer": config}
         state = opt.variables()
         slots = [k for k, v in state.items() if k != "iterations" and v.shape[0] > 0]
@@ -142,16 +147,6 @@ def save_weights(model, path):
     doc = _describe(model, "weights")
     _write_atomically(path, {"fastnn.json": json.dumps(doc, indent=1).encode(),
                              "parameters.npy": _npy_bytes(model._params)})
-
-
-def _loss_names():
-    from fastnn import losses
-    return set(losses.LOSSES)
-
-
-def _loss_class(name):
-    from fastnn import losses
-    return losses.LOSSES.get(name)
 
 
 # ---------------------------------------------------------------------------- reading --
@@ -330,10 +325,12 @@ def _restore_compile(model, doc, read_slot, path, objects=None):
     """Compile model as doc["compile"] says and restore the optimizer state; read_slot(name)
     returns the slot's flat array (from a file, or from memory). objects: the loss and/or
     learning rate describe(strict=False) could not describe as data."""
-    from fastnn import optimizers
+    from fastnn import losses, optimizers
+    from fastnn import metrics as metrics_module
     objects = objects or {}
     comp = _field(doc, "compile", dict, path)
-    loss = objects["loss"] if "loss" in objects else _field(comp, "loss", str, path, "compile")
+    loss = objects["loss"] if "loss" in objects else \
+        _field(comp, "loss", (str, dict), path, "compile")
     metrics = _field(comp, "metrics", list, path, "compile")
     opt_config = dict(_field(comp, "optimizer", dict, path, "compile"))
     if "learning_rate" in objects:
@@ -342,7 +339,10 @@ def _restore_compile(model, doc, read_slot, path, objects=None):
         optimizer = optimizers.from_config(opt_config)
         if "learning_rate" in objects:
             optimizer.learning_rate = objects["learning_rate"]
-        model.compile(loss=loss, optimizer=optimizer, metrics=metrics)
+        if "loss" not in objects:
+            loss = losses.deserialize(loss)
+        model.compile(loss=loss, optimizer=optimizer,
+                      metrics=[metrics_module.deserialize(m) for m in metrics])
     except (TypeError, ValueError, KeyError) as e:
         raise ModelFileError(f"{path}: invalid compile settings: {e}") from None
     state_doc = _field(doc, "optimizer", dict, path)
