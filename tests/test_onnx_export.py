@@ -145,6 +145,45 @@ def test_large_float32_inputs_stay_within_tolerance(tmp_path):
     np.testing.assert_allclose(run(path, x), model.predict(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_layer(dtype, tmp_path):
+    model = fn.Sequential([L.Dense(6, input_dim=7), L.Softmax()], dtype=dtype)
+    assert_matches(model, tmp_path, 7)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("first", ["input", "input_shape"])
+def test_flatten_takes_samples_of_any_shape(first, dtype, tmp_path):
+    # (n, 4, 3, 2) samples, flattened in row-major order as fastnn's reshape view does.
+    shape = (4, 3, 2)
+    layers = [L.Flatten(input_shape=shape)] if first == "input_shape" else \
+        [fn.Input(shape=shape), L.Flatten()]
+    model = fn.Sequential(layers + [L.Dense(9, activation="tanh"), L.Flatten(),
+                                    L.Dense(3, activation="softmax")], dtype=dtype)
+    path = export(model, tmp_path)
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [4, 3, 2]
+    sess = session(path)
+    tol = TOLERANCE[dtype]
+    for n in (1, 1000):
+        x = inputs(n, 24, dtype).reshape(n, *shape)
+        np.testing.assert_allclose(sess.run(None, {"input": x})[0], model.predict(x),
+                                   rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_input_layer_and_nested_sequential(dtype, tmp_path):
+    # The nested model's layers are part of the outer model's layers; the Input gives
+    # the input width (and, for float64, the dtype of a model made without one).
+    inner = fn.Sequential([L.Dense(8, activation="relu"), L.Dropout(0.4),
+                           L.Maxout(5, pieces=2)], dtype=dtype, name="inner")
+    outer = fn.Sequential([fn.Input(shape=(7,), dtype=dtype), inner,
+                           L.Dense(3, activation="sigmoid")], name="outer")
+    assert outer.dtype == dtype
+    assert_matches(outer, tmp_path, 7)
+    assert_matches(inner, tmp_path, 7)     # the nested model alone, its shared weights
+
+
 # ------------------------------------------------------------- the file's contents --
 def test_dynamic_batch_dimension(tmp_path):
     model = fn.Sequential([L.Dense(5, activation="relu", input_dim=3), L.Dense(2)])
@@ -259,7 +298,7 @@ def test_layer_without_translation_is_named(tmp_path):
     model = fn.Sequential([L.Dense(4, input_dim=3), Scaled(2, name="my_scaled")])
     with pytest.raises(ValueError, match=r"layer 'my_scaled' \(Scaled\) cannot be exported "
                                          r"to ONNX.*exportable layers: Activation, Dense, "
-                                         r"Dropout, Maxout"):
+                                         r"Dropout, Flatten, Maxout, Softmax"):
         model.export(tmp_path / "m.onnx", verbose=False)
     assert os.listdir(tmp_path) == []
 

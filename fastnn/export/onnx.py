@@ -4,10 +4,12 @@
     session = onnxruntime.InferenceSession("model.onnx")
     probs = session.run(None, {"input": x})[0]          # == model.predict(x)
 
-The graph has one input, "input" (batch, input_dim), and one output, "output"
+The graph has one input, "input" (batch, *sample shape): (batch, input_dim), or e.g.
+(batch, 28, 28) for a model that starts with Flatten — and one output, "output"
 (batch, units), both in the model's dtype (float32 or float64); the batch dimension is
 symbolic ("batch"), so any number of rows runs. Weights are read through the public
-``layer.weights`` views and stored as initializers in the model's dtype.
+``layer.weights`` views and stored as initializers in the model's dtype. A nested
+Sequential needs nothing of its own: its layers are in the outer model's ``layers``.
 
 Each layer class is translated by one function in ``LAYER_EXPORTERS`` (class -> function),
 looked up by the layer's exact class: a subclass of Dense may compute something else, so it
@@ -192,8 +194,16 @@ def _maxout(layer, graph, x):
 
 
 @exports(L.Activation)
+@exports(L.Softmax)
 def _activation_layer(layer, graph, x):
     return activation(graph, x, layer.name, layer.activation, layer.alpha)
+
+
+@exports(L.Flatten)
+def _flatten(layer, graph, x):
+    # Row-major, as fastnn's reshape view of the samples: (n, d1, d2, ...) -> (n, d1·d2·...)
+    # (a no-op on rows that are flat already).
+    return graph.node("Flatten", [x], f"{layer.name}/Flatten", axis=1)
 
 
 @exports(L.Dropout)
@@ -221,8 +231,8 @@ def _describe(model):
     import fastnn
     steps = " -> ".join(repr(layer) for layer in model.layers)
     return (f"fastnn {fastnn.__version__} Sequential {model.name!r} ({model.dtype.name}): "
-            f"input (batch, {model.input_dim}) -> {steps} -> output (batch, "
-            f"{model.output_dim}). Dropout is the identity at inference.")
+            f"input (batch, {', '.join(map(str, model.input_shape[1:]))}) -> {steps} -> "
+            f"output (batch, {model.output_dim}). Dropout is the identity at inference.")
 
 
 def name_output(graph, tensor, output):
@@ -260,7 +270,7 @@ def build_onnx_model(model, opset_version=None):
     name_output(graph, last, OUTPUT_NAME)
     helper = graph.helper
     inputs = [helper.make_tensor_value_info(INPUT_NAME, graph.elem_type,
-                                            [BATCH_DIM, model.input_dim])]
+                                            [BATCH_DIM, *model.input_shape[1:]])]
     outputs = [helper.make_tensor_value_info(OUTPUT_NAME, graph.elem_type,
                                              [BATCH_DIM, model.output_dim])]
     return make_model(graph, inputs, outputs, _describe(model), str(model.name))
@@ -303,16 +313,16 @@ def export_model(model, filepath, verbose=None, input_signature=None, opset_vers
     """Write a built Sequential to filepath as ONNX (see the module docstring).
 
     verbose: print "Saved artifact at ..." (None means True, as in Keras).
-    input_signature: must be None: the input is always (batch, input_dim) in the model's
-    dtype with a dynamic batch dimension.
+    input_signature: must be None: the input is always the model's input_shape
+    (batch, ...) in its dtype, with a dynamic batch dimension.
     opset_version: the ONNX opset (default 17, see the module docstring).
     """
     _check_path(filepath)
     if input_signature is not None:
         raise ValueError(f"export: input_signature must be None: a fastnn Sequential has "
-                         f"one input, ({BATCH_DIM}, {model.input_dim}) in "
-                         f"{model.dtype.name}, exported with a dynamic batch dimension; got "
-                         f"{input_signature!r}")
+                         f"one input, {model.input_shape} in {model.dtype.name}, exported "
+                         f"with a dynamic batch dimension; got {input_signature!r}")
     write_atomically(build_onnx_model(model, opset_version), filepath)
     if verbose is None or verbose:
         print(f"Saved artifact at '{os.fspath(filepath)}'.")
+
