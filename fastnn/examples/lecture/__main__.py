@@ -1,0 +1,5 @@
+import sys
+
+from fastnn.examples.lecture.cli import cli
+
+sys.exit(cli())
