@@ -141,11 +141,11 @@ def check_dropout_and_early_stopping(r):
     # EarlyStopping restored the best validation epoch of its run, and it stopped early.
     assert es["restored_epoch"] == es["best_val_epoch"]
     assert es["val_loss"][es["restored_epoch"] - 1] == min(es["val_loss"])
-    assert es["epochs_run"] < epochs                          # 13 of 20
+    assert es["epochs_run"] < epochs                          # 11 of 25
     # Same seed: until it stopped, the early-stopped run is the plain run, epoch by epoch.
     assert es["val_loss"] == plain["val_loss"][:es["epochs_run"]]
-    # The plain run overfits (validation loss 0.73 at the end, 0.63 at best; gap 0.19);
-    # dropout narrows the gap (0.005).
+    # The plain run overfits (validation loss 0.82 at the end, 0.63 at best; gap 0.22);
+    # dropout narrows the gap (0.045).
     assert plain["val_loss"][-1] > 1.1 * plain["best_val_loss"]
     assert plain["final_gap"] > 0.1
     assert drop["final_gap"] < plain["final_gap"] / 2
