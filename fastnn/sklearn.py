@@ -230,11 +230,11 @@ class _BaseMLP(BaseEstimator):
         model = Sequential(dtype=dtype)
         for units in layer_units[1:-1]:
             model.add(L.Dense(units, activation=_ACTIVATIONS[self.activation],
-                              kernel_regularizer=regularizers.Regularizer()))
+                              kernel_regularizer=regularizers.L2(0.0)))
             if self.dropout:
                 model.add(L.Dropout(self.dropout))
         model.add(L.Dense(layer_units[-1], activation=_OUTPUT[self.out_activation_],
-                          kernel_regularizer=regularizers.Regularizer()))
+                          kernel_regularizer=regularizers.L2(0.0)))
         model.seed = 0       # fastnn's own initialization is replaced just below
         model.build(layer_units[0])
         weights = []
