@@ -1,8 +1,9 @@
 """Datasets: Fashion-MNIST and MNIST loaders, an IDX file reader/writer and
 small preprocessing helpers (``prepare_images``, ``to_categorical``).
 
-Only numpy and the standard library are used here, so this module can be
-imported (and tested) without the compiled engine.
+Only numpy, the standard library and fastnn._atomic (the shared atomic file
+writer, standard library only) are used here, so this module can be imported
+(and tested) without the compiled engine.
 
 Quick start::
 
@@ -48,13 +49,14 @@ import http.client
 import io
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
 
 import numpy as np
+
+from fastnn import _atomic
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -99,8 +101,8 @@ MAX_IDX_BYTES = 1 << 30          # largest IDX payload read_idx accepts (1 GiB)
 MAX_DOWNLOAD_BYTES = 128 << 20   # largest file download_dataset accepts
 DOWNLOAD_TIMEOUT = 15.0          # seconds, per connect/read on the socket
 _CHUNK = 1 << 20
-# mkstemp creates files readable by their owner only; data files (shipped with
-# the package, or downloaded into a shared FASTNN_DATA) must be world-readable.
+# Data files (shipped with the package, or downloaded into a shared FASTNN_DATA)
+# must be world-readable, whatever the umask.
 _FILE_MODE = 0o644
 
 # Where to download from and what the files must hash to. Tests replace
@@ -370,23 +372,8 @@ def _idx_code(dtype):
 
 
 def _write_atomically(name, content):
-    folder = os.path.dirname(os.path.abspath(name))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(name) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, name)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-
-
-def _remove_quietly(name):
-    try:
-        os.unlink(name)
-    except FileNotFoundError:
-        pass
+    with _atomic.atomic_write(name, mode=_FILE_MODE) as out:
+        out.write(content)
 
 
 # ---------------------------------------------------------------------------
@@ -570,20 +557,14 @@ def _fetch_verified(url, dest, sha256, md5, progress):
     """Fetch ``url`` to ``dest`` atomically; raise unless the sums match."""
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise ValueError(f"only http:// and https:// URLs are downloaded, not {url!r}")
-    directory, fname = os.path.split(dest)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + fname + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            digests = _stream(url, out, fname, progress)
+    # Nothing half-done stays behind, whatever happens (the block raising removes the
+    # temporary; a killed download's temporary is removed by the next write to dest).
+    with _atomic.atomic_write(dest, mode=_FILE_MODE) as out:
+        digests = _stream(url, out, os.path.basename(dest), progress)
         for algo, want in (("sha256", sha256), ("md5", md5)):
             if want and digests[algo] != want.lower():
                 raise DownloadError(
                     f"{algo.upper()} mismatch: got {digests[algo]}, expected {want}")
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, dest)
-    except BaseException:
-        _remove_quietly(tmp)  # nothing half-done stays behind, whatever happened
-        raise
 
 
 def _stream(url, out, fname, progress):

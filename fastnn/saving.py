@@ -1,7 +1,7 @@
 """The model file format: no pickle, nothing executable, checked before anything is
 allocated.
 
-A model file is a ZIP archive (stored, not compressed) holding:
+A model file is a ZIP archive (written stored, not compressed) holding:
 - ``fastnn.json``: {"format": "fastnn-model", "version": 1, "kind": "model" | "weights",
   "dtype", "input_dim", "input_shape" (one sample's shape; absent in older files:
   (input_dim,)), "seed", "epochs_trained", "layers": [{"class", "config"}],
@@ -12,20 +12,36 @@ A model file is a ZIP archive (stored, not compressed) holding:
 - ``parameters.npy``: every weight, flat, in get_weights() order (the model's buffer);
 - ``optimizer/<slot>.npy``: the optimizer's slots (moments, accumulators), flat.
 
-Reading checks, in order: the archive, the JSON's size and shape, the format and
-version, every layer class against a fixed list and its arguments through the layer's own
+Reading checks, in order: the archive, each member's ZIP flags and compression method
+(stored or deflated; no encryption), the JSON's size and shape, the format and version,
+every layer class against a fixed list and its arguments through the layer's own
 validation, the parameter count implied by the architecture against a limit and against
-each .npy header, each header's dtype and shape (read with allow_pickle=False), and only
-then allocates and reads. Writing is atomic: a temporary file in the same directory, fsync,
-then rename, so a crash mid-save never destroys the previous file.
+each .npy header (parsed here, strictly: a dict literal of descr, fortran_order and shape,
+nothing evaluated), each header's dtype and shape, and only then allocates and reads.
+
+Errors: a file that cannot be opened raises OSError (FileNotFoundError, IsADirectoryError,
+PermissionError); every other failure to read or check it raises ModelFileError naming the
+file (and the member), whatever the standard library raised underneath. The conversion
+happens where foreign bytes are parsed (opening the archive, opening and reading a member,
+the .npy header, the JSON), so a bug in fastnn itself is never disguised as a bad file.
+
+Writing is atomic (fastnn._atomic): a temporary file in the same directory, fsync, then
+rename, so a crash mid-save never destroys the previous file; the temporaries of saves
+killed mid-write are removed by the next save to the same path.
 """
+import contextlib
 import io
 import json
+import math
 import os
-import tempfile
+import re
+import struct
 import zipfile
+import zlib
 
 import numpy as np
+
+from fastnn import _atomic
 
 FORMAT = "fastnn-model"
 VERSION = 1
@@ -35,7 +51,9 @@ MAX_LAYERS = 10_000
 
 
 class ModelFileError(ValueError):
-    """A model file that is not a valid fastnn file (corrupt, truncated, hostile)."""
+    """A model file that is not a valid fastnn file (corrupt, truncated, hostile), or
+    whose weights do not fit the model given to load_weights. The message names the file
+    and, where one is at fault, the member inside it."""
 
 
 # ---------------------------------------------------------------------------- writing --
@@ -46,25 +64,12 @@ def _npy_bytes(array):
     return buf.getvalue()
 
 
-def _write_atomically(path, entries):
-    """Write a ZIP of {name: bytes} to path via a temporary file and a rename."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastnn-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
-                for name, data in entries.items():
-                    z.writestr(name, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+def _write_zip(path, entries):
+    """Write a ZIP of {name: bytes} to path atomically (fastnn._atomic)."""
+    with _atomic.atomic_write(path) as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
+            for name, data in entries.items():
+                z.writestr(name, data)
 
 
 def _describe(model, kind):
@@ -139,48 +144,89 @@ def save_model(model, path):
     doc, arrays, _ = describe(model, strict=True)
     entries = {"fastnn.json": json.dumps(doc, indent=1).encode()}
     entries.update({f"{name}.npy": _npy_bytes(a) for name, a in arrays.items()})
-    _write_atomically(path, entries)
+    _write_zip(path, entries)
 
 
 def save_weights(model, path):
     """Only the weights (with the architecture, to check them against on loading)."""
     doc = _describe(model, "weights")
-    _write_atomically(path, {"fastnn.json": json.dumps(doc, indent=1).encode(),
-                             "parameters.npy": _npy_bytes(model._params)})
+    _write_zip(path, {"fastnn.json": json.dumps(doc, indent=1).encode(),
+                      "parameters.npy": _npy_bytes(model._params)})
 
 
 # ---------------------------------------------------------------------------- reading --
 
-def _open(path):
+# What the standard library raises on damaged archive bytes, and nothing wider: zipfile
+# (BadZipFile; NotImplementedError for an unknown compression method, zip version or flag
+# bit; RuntimeError for an encrypted member; ValueError and UnicodeDecodeError for bad
+# names and offsets; struct.error), EOFError, zlib.error, OSError from reads, RecursionError
+# (a RuntimeError) from deeply nested JSON. Programming errors (TypeError, AttributeError,
+# KeyError, NameError, ...) are not in the list: they surface as themselves.
+_DAMAGE = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError,
+           ValueError, struct.error, EOFError, zlib.error, OSError, OverflowError)
+_STORED_OR_DEFLATED = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_ENCRYPTED, _PATCHED, _STRONG_ENCRYPTION = 1 << 0, 1 << 5, 1 << 6
+
+
+@contextlib.contextmanager
+def _parsing(path, member):
+    """Around code that parses a member's bytes: damage becomes a ModelFileError that
+    names the file and the member."""
     try:
-        z = zipfile.ZipFile(os.fspath(path), "r")
-    except FileNotFoundError:
+        yield
+    except ModelFileError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise ModelFileError(f"{path}: not a fastnn model file (not a valid archive: {e})")
-    return z
+    except _DAMAGE as e:
+        raise ModelFileError(f"{path}: {member} is corrupt ({type(e).__name__}: {e})") \
+            from None
+
+
+@contextlib.contextmanager
+def _open(path):
+    """The model file as an open ZipFile. OSError if the file cannot be opened (missing,
+    a directory, no permission); ModelFileError if it is not a readable archive."""
+    with open(os.fspath(path), "rb") as f:
+        try:
+            z = zipfile.ZipFile(f, "r")
+        except _DAMAGE as e:
+            raise ModelFileError(f"{path}: not a fastnn model file (not a valid archive: "
+                                 f"{type(e).__name__}: {e})") from None
+        with z:
+            yield z
+
+
+def _member(z, name, path):
+    """Open member ``name`` for reading, refusing what fastnn never writes (encryption,
+    patch data, compression other than deflate) before zipfile sees it."""
+    try:
+        info = z.getinfo(name)
+    except KeyError:
+        raise ModelFileError(f"{path}: {name} is missing") from None
+    if info.flag_bits & (_ENCRYPTED | _PATCHED | _STRONG_ENCRYPTION):
+        raise ModelFileError(f"{path}: {name} is encrypted or patch data (ZIP flag bits "
+                             f"{info.flag_bits:#06x}); fastnn writes plain members")
+    if info.compress_type not in _STORED_OR_DEFLATED:
+        raise ModelFileError(f"{path}: {name} uses ZIP compression method "
+                             f"{info.compress_type}; fastnn reads stored or deflated members")
+    with _parsing(path, name):
+        return info, z.open(info)
 
 
 def _read_json(z, path):
-    try:
-        info = z.getinfo("fastnn.json")
-    except KeyError:
+    if "fastnn.json" not in z.namelist():
         raise ModelFileError(f"{path}: not a fastnn model file (no fastnn.json inside)")
+    info, f = _member(z, "fastnn.json", path)
     if info.file_size > MAX_JSON_BYTES:
         raise ModelFileError(f"{path}: fastnn.json is {info.file_size} bytes, more than the "
                              f"{MAX_JSON_BYTES} allowed")
-    try:
-        with z.open(info) as f:
-            raw = f.read(MAX_JSON_BYTES + 1)
+    with _parsing(path, "fastnn.json"), f:
+        raw = f.read(MAX_JSON_BYTES + 1)
         doc = json.loads(raw.decode("utf-8"))
-    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, ValueError,
-            RecursionError) as e:
-        raise ModelFileError(f"{path}: fastnn.json is corrupt ({type(e).__name__}: {e})")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a fastnn model file (format is "
-                             f"{doc.get('format') if isinstance(doc, dict) else doc!r})")
+                             f"{doc.get('format') if isinstance(doc, dict) else doc!r:.80})")
     if doc.get("version") != VERSION:
-        raise ModelFileError(f"{path}: format version {doc.get('version')!r} is not "
+        raise ModelFileError(f"{path}: format version {doc.get('version')!r:.80} is not "
                              f"supported (this fastnn reads version {VERSION})")
     return doc
 
@@ -221,15 +267,16 @@ def _input_shape(doc, input_dim, path):
     shape = doc.get("input_shape", [input_dim])
     if not isinstance(shape, list) or not 1 <= len(shape) <= 32 or any(
             isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 1 << 24
-            for d in shape) or int(np.prod(shape)) != input_dim:
+            for d in shape) or math.prod(shape) != input_dim:
         raise ModelFileError(f"{path}: input_shape must be a list of up to 32 positive "
                              f"integers whose product is input_dim {input_dim}, got {shape!r}")
     return tuple(shape)
 
 
-def _build(doc, path):
+def _architecture(doc, path):
+    """Check the architecture a file describes without building it: returns
+    (dtype, input_dim, layer entries, parameter count)."""
     from fastnn import layers as L
-    from fastnn.models import Sequential
     dtype = _field(doc, "dtype", str, path)
     if dtype not in ("float32", "float64"):
         raise ModelFileError(f"{path}: dtype must be float32 or float64, got {dtype!r}")
@@ -249,6 +296,13 @@ def _build(doc, path):
     if _field(doc, "parameters", int, path) != expected:
         raise ModelFileError(f"{path}: the file says {doc['parameters']} parameters but its "
                              f"architecture has {expected}")
+    return dtype, input_dim, layer_docs, expected
+
+
+def _build(doc, path):
+    from fastnn import layers as L
+    from fastnn.models import Sequential
+    dtype, input_dim, layer_docs, _ = _architecture(doc, path)
     layers = []
     for i, entry in enumerate(layer_docs):
         config = dict(entry["config"])
@@ -266,38 +320,102 @@ def _build(doc, path):
         model._build(_input_shape(doc, input_dim, path))
     except ValueError as e:
         raise ModelFileError(f"{path}: invalid architecture: {e}") from None
-    model.epochs_trained = _field(doc, "epochs_trained", int, path)
+    model.epochs_trained = _counter(doc, "epochs_trained", path)
     return model
 
 
+def _counter(doc, key, path, where="fastnn.json"):
+    """A count (epochs, iterations): an integer in [0, 2^63)."""
+    value = _field(doc, key, int, path, where)
+    if not 0 <= value < 2**63:
+        raise ModelFileError(f"{path}: {where}: '{key}' {value} is out of range")
+    return value
+
+
+# The .npy header is parsed here, not by NumPy: NumPy's parser tokenizes the header as
+# Python and lets its tokenizer's and literal_eval's exceptions through; this one reads the
+# only form there is (a dict literal of 'descr', 'fortran_order' and 'shape', in any order,
+# ASCII) and refuses anything else.
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_MAX_HEADER = 4096      # fastnn's headers are 118 bytes; NumPy's own limit is 10000
+_NPY_DTYPES = {"<f4": "float32", ">f4": "float32", "<f8": "float64", ">f8": "float64"}
+_NPY_ITEM = re.compile(r"\s*'(descr|fortran_order|shape)'\s*:\s*"
+                       r"('[<>|=]?[a-zA-Z][0-9]{0,3}'|True|False|\([0-9 ,]{0,200}\))"
+                       r"\s*(?:,|(?=\s*$))")
+
+
+def _parse_npy_header(f, name, path):
+    """Read an .npy header from f: (dtype descr, shape, fortran_order)."""
+    prefix = f.read(8)
+    if len(prefix) < 8 or prefix[:6] != _NPY_MAGIC:
+        raise ModelFileError(f"{path}: {name} is not an .npy array (bad magic)")
+    version = (prefix[6], prefix[7])
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise ModelFileError(f"{path}: {name}: unsupported .npy version {version}")
+    width = 2 if version == (1, 0) else 4
+    field = f.read(width)
+    if len(field) < width:
+        raise ModelFileError(f"{path}: {name}: truncated .npy header")
+    length = int.from_bytes(field, "little")
+    if length > _NPY_MAX_HEADER:
+        raise ModelFileError(f"{path}: {name}: .npy header of {length} bytes, more than "
+                             f"the {_NPY_MAX_HEADER} allowed")
+    text = f.read(length)
+    if len(text) < length:
+        raise ModelFileError(f"{path}: {name}: truncated .npy header")
+    body = text.decode("latin-1").strip()
+    fields = _npy_fields(body[1:-1]) if body[:1] == "{" and body[-1:] == "}" else None
+    if fields is None or set(fields) != {"descr", "fortran_order", "shape"}:
+        raise ModelFileError(f"{path}: {name}: malformed .npy header {body!r:.120}")
+    shape = _npy_shape(fields["shape"])
+    if shape is None:
+        raise ModelFileError(f"{path}: {name}: malformed shape {fields['shape']!r:.60} in "
+                             f"the .npy header")
+    return fields["descr"].strip("'"), shape, fields["fortran_order"] == "True"
+
+
+def _npy_fields(inner):
+    """{key: value text} of the dict literal's inside, or None if it is not one."""
+    fields, pos = {}, 0
+    while inner[pos:].strip():
+        match = _NPY_ITEM.match(inner, pos)
+        if match is None or match.group(1) in fields:
+            return None
+        fields[match.group(1)] = match.group(2)
+        pos = match.end()
+    return fields
+
+
+def _npy_shape(text):
+    """The tuple a shape literal such as '(12,)' or '(2, 3)' or '()' denotes, else None."""
+    parts = [p.strip() for p in text[1:-1].split(",")]
+    if len(parts) == 1:                                    # '()' only; '(3)' is no tuple
+        return () if parts[0] == "" else None
+    if parts[-1] == "":
+        parts.pop()
+    if not all(p.isdigit() and len(p) <= 19 for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
+
+
 def _read_npy(z, name, dtype, count, path):
-    """Read a flat array after checking its header: dtype, shape and size, no pickle."""
-    try:
-        info = z.getinfo(name)
-    except KeyError:
-        raise ModelFileError(f"{path}: {name} is missing")
-    try:
-        with z.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, file_dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, file_dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ModelFileError(f"{path}: {name}: unsupported .npy version {version}")
-            if file_dtype != np.dtype(dtype) or file_dtype.hasobject:
-                raise ModelFileError(f"{path}: {name}: dtype {file_dtype}, expected {dtype}")
-            if shape != (count,) or fortran:
-                raise ModelFileError(f"{path}: {name}: shape {shape}, expected ({count},)")
-            data = f.read(count * file_dtype.itemsize + 1)
-    except ModelFileError:
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise ModelFileError(f"{path}: {name} is corrupt ({type(e).__name__}: {e})")
-    if len(data) != count * np.dtype(dtype).itemsize:
+    """Read a flat array after checking its header: dtype, shape and size, no pickle.
+    Returns it in the native byte order."""
+    _, f = _member(z, name, path)
+    with f:
+        with _parsing(path, name):
+            descr, shape, fortran = _parse_npy_header(f, name, path)
+        if _NPY_DTYPES.get(descr) != np.dtype(dtype).name:     # either byte order
+            raise ModelFileError(f"{path}: {name}: dtype {descr!r}, expected {dtype}")
+        if shape != (count,) or fortran:
+            raise ModelFileError(f"{path}: {name}: shape {shape}, expected ({count},)")
+        size = count * np.dtype(dtype).itemsize
+        with _parsing(path, name):
+            data = f.read(size + 1)      # reading to the end makes zipfile check the CRC
+    if len(data) != size:
         raise ModelFileError(f"{path}: {name} is truncated or has trailing data "
-                             f"({len(data)} bytes, expected {count * np.dtype(dtype).itemsize})")
-    array = np.frombuffer(data, dtype=dtype)
+                             f"({len(data)} bytes, expected {size})")
+    array = np.frombuffer(data, dtype=descr).astype(dtype, copy=False)
     if not np.isfinite(array).all():
         raise ModelFileError(f"{path}: {name} contains NaN or infinity")
     return array
@@ -346,7 +464,7 @@ def _restore_compile(model, doc, read_slot, path, objects=None):
     except (TypeError, ValueError, KeyError) as e:
         raise ModelFileError(f"{path}: invalid compile settings: {e}") from None
     state_doc = _field(doc, "optimizer", dict, path)
-    iterations = _field(state_doc, "iterations", int, path, "optimizer")
+    iterations = _counter(state_doc, "iterations", path, "optimizer")
     slots = _field(state_doc, "slots", list, path, "optimizer")
     if not model.built:
         if iterations != 0 or slots:
@@ -379,7 +497,7 @@ def build_model(doc, arrays, objects=None, path="<in-memory model>"):
             layers.insert(0, L.InputLayer(shape=tuple(doc["input_shape"])))
         model = Sequential(layers, dtype=dtype)
         model.seed = doc.get("seed")
-        model.epochs_trained = _field(doc, "epochs_trained", int, path)
+        model.epochs_trained = _counter(doc, "epochs_trained", path)
     if isinstance(doc.get("name"), str):
         model.name = doc["name"]
     if doc.get("compile") is not None:
@@ -399,19 +517,18 @@ def _checked_array(arrays, name, dtype, count, path):
 
 def load_weights(model, path):
     """Load weights saved by save_weights() or save() into a model of the same
-    architecture (layer classes and shapes must match)."""
+    architecture (layer classes and shapes must match; ModelFileError if not)."""
     model._require_built("load_weights")
     with _open(path) as z:
         doc = _read_json(z, path)
-        other = [(e.get("class"), e.get("config", {}).get("units"))
-                 for e in _field(doc, "layers", list, path) if isinstance(e, dict)]
+        dtype, input_dim, layer_docs, count = _architecture(doc, path)
+        other = [(e["class"], e["config"].get("units")) for e in layer_docs]
         mine = [(type(layer).__name__, layer.get_config().get("units"))
                 for layer in model.layers]
-        if other != mine or doc.get("input_dim") != model.input_dim:
-            raise ValueError(f"load_weights: {path} holds weights for a different "
-                             f"architecture ({other}, input {doc.get('input_dim')}) than this "
-                             f"model ({mine}, input {model.input_dim})")
-        if doc.get("dtype") not in ("float32", "float64"):
-            raise ModelFileError(f"{path}: dtype must be float32 or float64")
-        data = _read_npy(z, "parameters.npy", doc["dtype"], model._params.shape[0], path)
+        if other != mine or input_dim != model.input_dim or count != model._params.shape[0]:
+            raise ModelFileError(f"load_weights: {path} holds weights for a different "
+                                 f"architecture ({other!r:.300}, input {input_dim}, {count} "
+                                 f"parameters) than this model ({mine}, input "
+                                 f"{model.input_dim}, {model._params.shape[0]} parameters)")
+        data = _read_npy(z, "parameters.npy", dtype, count, path)
     model._params[:] = data

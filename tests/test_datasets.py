@@ -20,6 +20,7 @@ import zlib
 import numpy as np
 import pytest
 
+from fastnn import _atomic
 from fastnn import datasets as ds
 
 SYSTEM_FASHION = "/usr/share/datasets/fashion-mnist"
@@ -414,6 +415,27 @@ def test_inconsistent_files_are_reported(places):
 # downloading from a local server
 # ---------------------------------------------------------------------------
 
+def test_download_removes_temporaries_of_killed_downloads(places, served):
+    # A download killed mid-way (SIGKILL, power loss) leaves its temporary; the next
+    # download of the same file removes it, unless its writer is alive (locked).
+    target = places["user"]
+    target.mkdir(parents=True)
+    stale = [target / f".{f}.gz.tmp-{n}-0badc0de" for n, f in enumerate(ds.FILES, 1)]
+    for p in stale:
+        p.write_bytes(b"half a download")
+    live, live_name = _atomic._create_locked(str(target / (ds.FILES[0] + ".gz")))
+    try:
+        ds.load_fashion_mnist()
+        assert leftovers(target) == sorted([os.path.basename(live_name)] +
+                                           [f + ".gz" for f in ds.FILES])
+    finally:
+        live.close()
+    ds.write_idx(target / "extra.idx", np.zeros(3, np.uint8))   # another target: kept
+    assert os.path.exists(live_name)
+    ds.write_idx(target / (ds.FILES[0] + ".gz"), np.zeros(3, np.uint8))
+    assert leftovers(target) == sorted(["extra.idx"] + [f + ".gz" for f in ds.FILES])
+
+
 def test_download_success(places, served, capsys):
     (x_train, y_train), (x_test, y_test) = ds.load_fashion_mnist()
     assert x_train.shape == (20, 28, 28) and int(x_train[0, 0, 0]) == 7
@@ -703,15 +725,25 @@ def test_to_categorical_errors(args, match):
 # the module itself
 # ---------------------------------------------------------------------------
 
-@pytest.mark.skipif(not hasattr(sys, "stdlib_module_names"), reason="needs Python 3.10+")
-def test_module_imports_only_numpy_and_stdlib():
-    with open(ds.__file__, encoding="utf-8") as f:
+def _imports(filename):
+    with open(filename, encoding="utf-8") as f:
         tree = ast.parse(f.read())
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(a.name.split(".")[0] for a in node.names)
+            names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "no relative imports: the module stands alone"
-            names.add(node.module.split(".")[0])
-    assert names - set(sys.stdlib_module_names) == {"numpy"}
+            assert node.level == 0, f"{filename}: no relative imports"
+            names.update(f"{node.module}.{a.name}" if node.module == "fastnn" else node.module
+                         for a in node.names)
+    return names
+
+
+@pytest.mark.skipif(not hasattr(sys, "stdlib_module_names"), reason="needs Python 3.10+")
+def test_module_imports_only_numpy_and_stdlib():
+    # The one fastnn module allowed is the shared atomic writer, itself stdlib-only.
+    from fastnn import _atomic
+    names = {n.split(".")[0] if not n.startswith("fastnn.") else n
+             for n in _imports(ds.__file__)}
+    assert names - set(sys.stdlib_module_names) == {"numpy", "fastnn._atomic"}
+    assert {n.split(".")[0] for n in _imports(_atomic.__file__)} <= set(sys.stdlib_module_names)
