@@ -585,6 +585,20 @@ class _BaseMLP(BaseEstimator):
         tags.input_tags.sparse = True
         return tags
 
+    # ------------------------------------------------------------------------ export --
+    def export(self, path, format="onnx", **kwargs):
+        """Write the fitted estimator as ONNX with the inputs and outputs skl2onnx gives
+        scikit-learn's own MLPs, so code serving those serves this one unchanged: input
+        "X" (float32 by default); a classifier's "output_label" and "output_probability"
+        (zipmap=False: "label" and "probabilities"), a regressor's "variable".
+        kwargs: zipmap, dtype, input_name, opset_version, verbose, see
+        fastnn.export.onnx.export_estimator. Needs `pip install 'fastnn[onnx]'`."""
+        if format != "onnx":
+            raise ValueError(f"export: format must be 'onnx' (the only format fastnn "
+                             f"writes), got {format!r}")
+        from fastnn.export.onnx import export_estimator   # onnx is optional
+        export_estimator(self, path, **kwargs)
+
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer Perceptron classifier: scikit-learn's MLPClassifier, trained by fastnn.

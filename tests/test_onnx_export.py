@@ -328,3 +328,202 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(TypeError, match="unexpected keyword argument 'opset'"):
         model.export(tmp_path / "m.onnx", opset=17)
     assert os.listdir(tmp_path) == []
+
+
+# -------------------------------------------------------- scikit-learn estimators --
+def sk():
+    """fastnn.sklearn (skips without scikit-learn)."""
+    pytest.importorskip("sklearn")
+    import fastnn.sklearn
+    return fastnn.sklearn
+
+
+def features(n=300, seed=0, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal((n, 5)).astype(dtype)
+
+
+def targets(case, x):
+    k = np.digitize(x[:, 0] + 0.5 * x[:, 1], [-0.6, 0.6])        # 3 balanced classes
+    return {"binary": (x[:, 0] > 0).astype(int),
+            "multiclass": k,
+            "strings": np.array(["cat", "dog", "emu"])[k],
+            "binary-strings": np.array(["no", "yes"])[(x[:, 0] > 0).astype(int)],
+            "bool": x[:, 1] > 0,
+            "float-labels": k.astype(float) + 1,
+            "multilabel": np.stack([x[:, 0] > 0, x[:, 1] > 0.5, x[:, 2] < 0], 1).astype(int),
+            "regression": x[:, 0] - 2 * x[:, 1] ** 2,
+            "regression-2": np.stack([x[:, 0], x[:, 1] * x[:, 2]], 1)}[case]
+
+
+CLASSIFIER_CASES = ["binary", "multiclass", "strings", "binary-strings", "bool",
+                    "float-labels", "multilabel"]
+REGRESSOR_CASES = ["regression", "regression-2"]
+
+
+def fitted(case, dtype=np.float64, library=None):
+    """A small network fitted on `case` (fastnn's estimator, or library's of that name)."""
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
+    library = library or sk()
+    x = features(dtype=dtype)
+    cls = library.MLPRegressor if case.startswith("regression") else library.MLPClassifier
+    est = cls(hidden_layer_sizes=(16, 8), max_iter=60, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(x, targets(case, x))
+
+
+def run_estimator(path, x, input_name="X"):
+    return session(path).run(None, {input_name: x})
+
+
+def probabilities_of(output, zipmap, classes):
+    if not zipmap:
+        return output
+    assert isinstance(output, list) and all(isinstance(row, dict) for row in output)
+    keys = [k.item() if hasattr(k, "item") else k for k in classes]
+    return np.array([[row[k] for k in keys] for row in output])
+
+
+def assert_labels_match(label, est, x, proba, tol):
+    """label == est.predict(x), except where two classes are within tol (where the two
+    libraries' rounding may pick either)."""
+    want = est.predict(x)
+    if want.ndim == 2:          # multi-label: p > 0.5 per label
+        undecided = np.abs(proba - 0.5) < tol
+        assert label.dtype == np.int64 and label.shape == want.shape
+        assert np.all((label == want) | undecided)
+        return
+    top2 = np.sort(proba, axis=1)[:, -2:]
+    undecided = top2[:, 1] - top2[:, 0] < tol
+    as_label = want.astype(object if label.dtype == object else np.int64)
+    assert label.shape == want.shape
+    assert np.all((label == as_label) | undecided)
+    assert undecided.mean() < 0.01
+
+
+@pytest.mark.parametrize("zipmap", [True, False], ids=["zipmap", "tensor"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CLASSIFIER_CASES)
+def test_classifier_export_matches_predict_and_predict_proba(case, dtype, zipmap, tmp_path):
+    est = fitted(case, dtype)
+    assert est.model_.dtype == dtype
+    path = tmp_path / "clf.onnx"
+    est.export(path, zipmap=zipmap, dtype=dtype)
+    onnx.checker.check_model(str(path), full_check=True)
+    tol = TOLERANCE[dtype]
+    # ZipMap holds float32 only: a float64 model's probabilities there are rounded.
+    proba_tol = 1e-6 if zipmap and dtype == "float64" else tol
+    for n in (1, 1000):
+        x = features(n, seed=1, dtype=dtype)
+        label, output = run_estimator(path, x)
+        proba = probabilities_of(output, zipmap, est.classes_)
+        np.testing.assert_allclose(proba, est.predict_proba(x), rtol=proba_tol,
+                                   atol=proba_tol)
+        assert_labels_match(label, est, x, proba, tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", REGRESSOR_CASES)
+def test_regressor_export_matches_predict(case, dtype, tmp_path):
+    est = fitted(case, dtype)
+    path = tmp_path / "reg.onnx"
+    est.export(path, dtype=dtype)
+    onnx.checker.check_model(str(path), full_check=True)
+    tol = TOLERANCE[dtype]
+    for n in (1, 1000):
+        x = features(n, seed=1, dtype=dtype)
+        (variable,) = run_estimator(path, x)
+        assert variable.dtype == dtype and variable.shape == (n, est.n_outputs_)
+        np.testing.assert_allclose(variable, est.predict(x).reshape(n, -1), rtol=tol,
+                                   atol=tol)
+
+
+@pytest.mark.parametrize("case", ["multiclass", "regression"])
+def test_float64_estimator_exports_float32_by_default(case, tmp_path):
+    # What code serving scikit-learn's MLPs feeds (skl2onnx's FloatTensorType): float32,
+    # whatever the training data was. The weights are rounded to float32, so the outputs
+    # agree to float32's precision.
+    est = fitted(case, np.float64)
+    path = tmp_path / "m.onnx"
+    est.export(path)
+    sess = session(path)
+    assert [i.type for i in sess.get_inputs()] == ["tensor(float)"]
+    x = features(1000, seed=1, dtype=np.float32)
+    out = sess.run(None, {"X": x})
+    if case == "regression":
+        np.testing.assert_allclose(out[0][:, 0], est.predict(x), rtol=1e-5, atol=1e-5)
+    else:
+        proba = probabilities_of(out[1], True, est.classes_)
+        np.testing.assert_allclose(proba, est.predict_proba(x), rtol=1e-5, atol=1e-5)
+        assert_labels_match(out[0], est, x, proba, 1e-5)
+
+
+def test_estimator_input_name_opset_and_metadata(tmp_path):
+    est = fitted("multiclass")
+    path = tmp_path / "m.onnx"
+    est.export(path, input_name="float_input", opset_version=21)
+    proto = onnx.load(str(path))
+    assert proto.producer_name == "fastnn" and "MLPClassifier" in proto.doc_string
+    assert sorted((o.domain, o.version) for o in proto.opset_import) == \
+        [("", 21), ("ai.onnx.ml", 1)]
+    label, _ = run_estimator(path, features(4, dtype=np.float32), "float_input")
+    assert label.shape == (4,)
+
+
+def test_matches_the_outputs_skl2onnx_gives_sklearns_own_mlps(tmp_path):
+    skl2onnx = pytest.importorskip("skl2onnx")
+    import sklearn.neural_network
+
+    def signature(sess, outputs):
+        return ([(i.name, i.type, i.shape) for i in sess.get_inputs()],
+                [(o.name, o.type, o.shape) for o in sess.get_outputs()],
+                [python_types(v) for v in outputs])
+
+    def python_types(value):
+        if isinstance(value, list):      # ZipMap: [{class: probability}]
+            key, prob = next(iter(value[0].items()))
+            return "list", type(key), type(prob)
+        return type(value), value.dtype, value.shape[1:]
+
+    x = features(6, seed=2, dtype=np.float32)
+    for case in CLASSIFIER_CASES + REGRESSOR_CASES:
+        for zipmap in ((True, False) if case in CLASSIFIER_CASES else (None,)):
+            ours = fitted(case)
+            theirs = fitted(case, library=sklearn.neural_network)
+            options = None if zipmap is None else {"zipmap": zipmap}
+            ref = ort.InferenceSession(
+                skl2onnx.to_onnx(theirs, x[:1], options=options).SerializeToString(),
+                providers=["CPUExecutionProvider"])
+            path = tmp_path / f"{case}.onnx"
+            ours.export(path, **({} if zipmap is None else {"zipmap": zipmap}))
+            mine = session(path)
+            got = signature(mine, mine.run(None, {"X": x}))
+            want = signature(ref, ref.run(None, {"X": x}))
+            if case == "regression-2":
+                # skl2onnx 1.20 reshapes a 2-output regressor's (N, 2) to (N * 2, 1).
+                assert got[1] == [("variable", "tensor(float)", [None, 2])]
+                assert want[1] == [("variable", "tensor(float)", [None, 1])]
+                got, want = got[0], want[0]
+            assert got == want, (case, zipmap)
+
+
+def test_estimator_export_errors(tmp_path):
+    from sklearn.exceptions import NotFittedError
+    with pytest.raises(NotFittedError):
+        sk().MLPClassifier().export(tmp_path / "m.onnx")
+    est = fitted("binary")
+    with pytest.raises(ValueError, match="format must be 'onnx'"):
+        est.export(tmp_path / "m.onnx", format="tf_saved_model")
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
+        est.export(tmp_path / "m.onnx", dtype="float16")
+    with pytest.raises(TypeError, match="zipmap must be True or False"):
+        est.export(tmp_path / "m.onnx", zipmap="columns")
+    with pytest.raises(ValueError, match="input_name 'label' is the name of an output"):
+        est.export(tmp_path / "m.onnx", input_name="label")
+    # Classes that are neither integers nor strings (fit refuses non-integral floats, so
+    # this is the guard alone).
+    est.classes_ = np.array([0.5, 1.5])
+    with pytest.raises(ValueError, match=r"classes \[0.5, 1.5\] cannot be ONNX labels"):
+        est.export(tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []

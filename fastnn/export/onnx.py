@@ -1,4 +1,6 @@
-"""ONNX export: a fastnn Sequential as an ONNX inference graph.
+"""ONNX export: a fastnn Sequential as an ONNX inference graph (export_model), and the
+fastnn.sklearn estimators as the graphs skl2onnx writes for scikit-learn's own MLPs
+(export_estimator, at the end).
 
     model.export("model.onnx", format="onnx")          # Sequential.export calls export_model
     session = onnxruntime.InferenceSession("model.onnx")
@@ -326,3 +328,163 @@ def export_model(model, filepath, verbose=None, input_signature=None, opset_vers
     if verbose is None or verbose:
         print(f"Saved artifact at '{os.fspath(filepath)}'.")
 
+
+# ------------------------------------------------------- scikit-learn estimators --
+# The graphs skl2onnx writes for scikit-learn's own MLPClassifier / MLPRegressor (read
+# from skl2onnx 1.20's output), so code that serves those serves fastnn's unchanged:
+#   classifier, zipmap=True (its default): "output_label" (N,) int64 or string — (N, k)
+#     int64 for multi-label — and "output_probability", a sequence of maps
+#     class -> float (ai.onnx.ml ZipMap);
+#   classifier, zipmap=False: "label" as above and "probabilities" (N, n_classes);
+#   regressor: "variable" (N, n_outputs).
+# The input is "X" (batch, n_features), as skl2onnx.to_onnx names it, float32 by default
+# (FloatTensorType, the usual conversion of a scikit-learn MLP). Labels are int64
+# for integer, bool or whole-number float classes (skl2onnx casts those too), strings for
+# string classes. The batch dimension is unnamed (None), as in skl2onnx's files. One
+# difference, where skl2onnx's file is wrong: a multi-output regressor's "variable" is
+# (N, n_outputs), where skl2onnx 1.20 reshapes it to (N * n_outputs, 1).
+_ML_DOMAIN = ("ai.onnx.ml", 1)
+_ANY_ROWS = None      # skl2onnx leaves the batch dimension unnamed
+_ESTIMATOR_OUTPUTS = ("output_label", "output_probability", "label", "probabilities",
+                      "variable")
+_OUT_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "softmax": "softmax"}
+
+
+def _label_values(classes):
+    """classes_ as the int64 or string array the label output holds."""
+    classes = np.asarray(classes)
+    if classes.dtype.kind in "biu":
+        return classes.astype(np.int64)
+    if classes.dtype.kind == "f" and np.all(np.isfinite(classes)) and \
+            np.all(classes == np.round(classes)) and np.all(np.abs(classes) < 2**62):
+        return classes.astype(np.int64)
+    if classes.dtype.kind in "US" or (classes.dtype.kind == "O" and
+                                      all(isinstance(c, str) for c in classes)):
+        return classes.astype(object)
+    raise ValueError(f"export: the classes {classes.tolist()!r} cannot be ONNX labels: "
+                     f"ONNX classifiers (as skl2onnx writes them) label with int64 or "
+                     f"strings; refit with integer or string labels")
+
+
+def _check_out_activation(estimator):
+    """model_ must end with out_activation_ (the outputs are read as probabilities or
+    values as they come out of it)."""
+    wanted = estimator.out_activation_
+    last = estimator.model_.layers[-1].output_activation()
+    if _OUT_ACTIVATIONS.get(wanted, wanted) != last:
+        raise ValueError(f"export: out_activation_ is {wanted!r} but model_ ends with "
+                         f"{last!r}; cannot export this estimator")
+
+
+def _classifier_outputs(estimator, graph, probs, zipmap):
+    """Label and probability outputs of a fitted classifier from its probabilities."""
+    helper, onnx = graph.helper, graph.onnx
+    multilabel = estimator.out_activation_ == "logistic" and estimator.n_outputs_ > 1
+    labels = _label_values(estimator.classes_)
+    label_type = onnx.TensorProto.STRING if labels.dtype == object else \
+        onnx.TensorProto.INT64
+    if multilabel:
+        # scikit-learn predicts p > 0.5 per label (LabelBinarizer's threshold).
+        half = graph.weight("threshold", np.array(0.5))
+        label = graph.node("Cast", [graph.node("Greater", [probs, half], "above")],
+                           "label", to=onnx.TensorProto.INT64)
+        label_shape = [_ANY_ROWS, estimator.n_outputs_]
+    else:
+        if estimator.n_outputs_ == 1 and estimator.out_activation_ == "logistic":
+            one = graph.weight("one", np.array(1.0))
+            # Binary: [1 - p, p]; its argmax is class 1 exactly when p > 0.5 (1 - p is
+            # exact for p >= 0.5), scikit-learn's rule.
+            probs = graph.node("Concat", [graph.node("Sub", [one, probs], "p0"), probs],
+                               "probs", axis=1)
+        index = graph.node("ArgMax", [probs], "argmax", axis=1, keepdims=0)
+        classes = graph.constant("classes", labels)
+        label = graph.node("Gather", [classes, index], "label", axis=0)
+        label_shape = [_ANY_ROWS]
+    n_columns = len(labels)
+    if not zipmap:
+        outputs = [("label", label, label_type, label_shape),
+                   ("probabilities", probs, graph.elem_type, [_ANY_ROWS, n_columns])]
+        return _rename_outputs(graph, outputs), ()
+    # ZipMap takes float only: float64 probabilities become float32 here (zipmap=False
+    # keeps them in float64).
+    if graph.dtype != np.float32:
+        probs = graph.node("Cast", [probs], "probs_float", to=onnx.TensorProto.FLOAT)
+    keys = {"classlabels_strings": [str(c) for c in labels]} if label_type == \
+        onnx.TensorProto.STRING else {"classlabels_int64s": [int(c) for c in labels]}
+    graph.nodes.append(helper.make_node("ZipMap", [probs], ["output_probability"],
+                                        name="ZipMap", domain=_ML_DOMAIN[0], **keys))
+    seq = helper.make_sequence_type_proto(helper.make_map_type_proto(
+        label_type, helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, [])))
+    outputs = _rename_outputs(graph, [("output_label", label, label_type, label_shape)])
+    outputs.append(helper.make_value_info("output_probability", seq))
+    return outputs, (_ML_DOMAIN,)
+
+
+def _rename_outputs(graph, outputs):
+    """[(output name, tensor, elem type, shape)] -> value infos, each tensor exposed
+    under its (reserved) output name."""
+    infos = []
+    for name, tensor, elem_type, shape in outputs:
+        name_output(graph, tensor, name)
+        infos.append(graph.helper.make_tensor_value_info(name, elem_type, shape))
+    return infos
+
+
+def _estimator_doc(estimator):
+    import fastnn
+    model = estimator.model_
+    steps = " -> ".join(repr(layer) for layer in model.layers)
+    return (f"fastnn {fastnn.__version__} {type(estimator).__name__} "
+            f"(fastnn.sklearn, trained in {model.dtype.name}, out_activation_ "
+            f"{estimator.out_activation_!r}): X (batch, {model.input_dim}) -> {steps}. "
+            f"Outputs as skl2onnx writes them for scikit-learn's "
+            f"{type(estimator).__name__}.")
+
+
+def export_estimator(estimator, filepath, zipmap=True, dtype="float32", input_name="X",
+                     opset_version=None, verbose=False):
+    """Write a fitted fastnn.sklearn MLPClassifier or MLPRegressor to filepath as ONNX,
+    with the inputs and outputs skl2onnx gives scikit-learn's own estimators (see above).
+
+    zipmap: True (skl2onnx's default) for "output_label" + "output_probability" (a
+    sequence of {class: probability} maps), False for "label" + "probabilities" (a
+    tensor). Regressors ignore it.
+    dtype: the graph's input and arithmetic, 'float32' (default: skl2onnx's
+    FloatTensorType, what code serving scikit-learn's MLPs feeds, whatever the training
+    data was; a float64 model's weights are rounded to float32) or 'float64'
+    (DoubleTensorType; the model's precision when it is float64).
+    input_name: "X", as skl2onnx.to_onnx names it. opset_version as for export_model; the
+    ai.onnx.ml domain (ZipMap) is at version 1.
+    """
+    _check_path(filepath)
+    if dtype not in ("float32", "float64", np.float32, np.float64):
+        raise ValueError(f"export: dtype must be 'float32' or 'float64', got {dtype!r}")
+    if not isinstance(zipmap, bool):
+        raise TypeError(f"export: zipmap must be True or False, got {zipmap!r}")
+    if not isinstance(input_name, str) or not input_name:
+        raise TypeError(f"export: input_name must be a non-empty string, got "
+                        f"{input_name!r}")
+    if input_name in _ESTIMATOR_OUTPUTS:
+        raise ValueError(f"export: input_name {input_name!r} is the name of an output")
+    from sklearn.utils.validation import check_is_fitted
+    check_is_fitted(estimator)
+    model = estimator.model_
+    _check_out_activation(estimator)
+    onnx = _import_onnx()
+    graph = Graph(onnx, dtype, _check_opset(onnx, opset_version))
+    for name in (input_name,) + _ESTIMATOR_OUTPUTS:     # reserved: no node takes them
+        graph.name(name)
+    scores = layers_graph(model.layers, graph, input_name)
+    if hasattr(estimator, "classes_"):
+        outputs, domains = _classifier_outputs(estimator, graph, scores, zipmap)
+    else:
+        outputs = _rename_outputs(graph, [("variable", scores, graph.elem_type,
+                                           [_ANY_ROWS, estimator.n_outputs_])])
+        domains = ()
+    inputs = [graph.helper.make_tensor_value_info(input_name, graph.elem_type,
+                                                  [_ANY_ROWS, model.input_dim])]
+    proto = make_model(graph, inputs, outputs, _estimator_doc(estimator),
+                       f"fastnn_{type(estimator).__name__}", domains)
+    write_atomically(proto, filepath)
+    if verbose:
+        print(f"Saved artifact at '{os.fspath(filepath)}'.")
