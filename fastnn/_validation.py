@@ -59,7 +59,14 @@ def _convert(name, arr, dtype):
 
 def as_float_matrix(name, value, dtype, width=None):
     """A C-contiguous (n, width) array of dtype with n >= 1, converted once, finite."""
-    arr = as_array(name, value)
+    arr = check_matrix_shape(name, as_array(name, value), width)
+    out = _convert(name, arr, dtype)
+    check_finite(name, out)
+    return out
+
+
+def check_matrix_shape(name, arr, width=None):
+    """arr itself, if it is (n, width) with n >= 1 (any width >= 1 when width is None)."""
     if arr.ndim != 2:
         hint = " (use x.reshape(-1, 1) for a single feature)" if arr.ndim == 1 else ""
         raise ValueError(f"{name}: expected a 2-D array (samples, features), got shape "
@@ -71,9 +78,7 @@ def as_float_matrix(name, value, dtype, width=None):
                          f"width), got shape {arr.shape}")
     if arr.shape[1] == 0:
         raise ValueError(f"{name}: has no features (shape {arr.shape})")
-    out = _convert(name, arr, dtype)
-    check_finite(name, out)
-    return out
+    return arr
 
 
 def as_float_samples(name, value, dtype, shape):
@@ -82,16 +87,23 @@ def as_float_samples(name, value, dtype, shape):
     C-contiguous in dtype, else of the one converted copy; n >= 1, finite."""
     if len(shape) == 1:
         return as_float_matrix(name, value, dtype, width=shape[0])
-    arr = as_array(name, value)
+    arr = check_samples_shape(name, as_array(name, value), shape)
+    out = _convert(name, arr, dtype)
+    check_finite(name, out)
+    return out.reshape(out.shape[0], -1)
+
+
+def check_samples_shape(name, arr, shape):
+    """arr itself, if it holds n >= 1 samples of shape ``shape`` ((n, *shape))."""
+    if len(shape) == 1:
+        return check_matrix_shape(name, arr, shape[0])
     if arr.shape[1:] != tuple(shape):
         dims = ", ".join(str(d) for d in shape)
         raise ValueError(f"{name}: expected an array of shape (samples, {dims}) (the model's "
                          f"input shape), got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name}: has no samples (shape {arr.shape})")
-    out = _convert(name, arr, dtype)
-    check_finite(name, out)
-    return out.reshape(out.shape[0], -1)
+    return arr
 
 
 def targets(name, value, kind, width, n, dtype):

@@ -136,14 +136,23 @@ class ProgbarLogger(Callback):
         self.epoch = epoch
         self.start = time.perf_counter()
         self.last_draw = 0.0
+        self.done = 0
         if self.live:
             self._out().write(f"Epoch {epoch + 1}/{self.params['epochs']}\n")
 
     def on_train_batch_end(self, batch, logs=None):
+        self.done = batch + 1
         if not self.live:
             return
         now = time.perf_counter()
         steps = self.params["steps"]
+        if steps is None:      # a generator of unknown length: count, no bar
+            if now - self.last_draw >= 0.1:
+                self.last_draw = now
+                self._out().write(f"\r{batch + 1}/Unknown - {_format_logs(logs or {})}"
+                                  "\033[K")
+                self._out().flush()
+            return
         if now - self.last_draw < 0.1 and batch + 1 < steps:
             return
         self.last_draw = now
@@ -164,9 +173,9 @@ class ProgbarLogger(Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         elapsed = time.perf_counter() - self.start
-        steps = self.params["steps"]
+        steps = self.params["steps"] or self.done
         rate = logs.get("samples_per_second", 0.0)
-        body = f"{steps}/{steps} - {_format_time(elapsed)} - {_format_logs(logs)}" \
+        body = f"{self.done}/{steps} - {_format_time(elapsed)} - {_format_logs(logs)}" \
                f" - {rate:,.0f} samples/s"
         if self.live:
             self._out().write("\r" + body + "\033[K\n")
@@ -425,7 +434,8 @@ class GradientMonitor(Callback):
         self._before = np.empty_like(m._params)
         self._sq = np.empty(len(m._bounds) - 1, np.float64)
         self._sq_w = np.empty(len(m._bounds) - 1, np.float64)
-        self._stride = max(1, self.params["steps"] // self.samples_per_epoch)
+        # (a generator of unknown length: every step is sampled)
+        self._stride = max(1, (self.params["steps"] or 1) // self.samples_per_epoch)
 
     def _per_layer(self, sq):
         return np.array([np.sqrt(sum(sq[s] for s in segs)) for segs in self._layer_segments])

@@ -844,3 +844,31 @@ def to_categorical(y, num_classes=None, dtype="float32"):
     out = np.zeros((labels.size, num_classes), dtype=dtype)
     out[np.arange(labels.size), labels] = 1
     return out.reshape(shape + (num_classes,))
+
+
+# ---------------------------------------------------------------------------
+# Keras's names: fn.datasets.mnist.load_data(), fn.datasets.fashion_mnist.load_data()
+# ---------------------------------------------------------------------------
+
+class _KerasDataset:
+    """A data set under Keras's name, with Keras's ``load_data()``."""
+
+    def __init__(self, name, loader):
+        self.__name__ = f"fastnn.datasets.{name}"
+        self._loader = loader
+
+    def load_data(self, path=None, download=True):
+        """``(x_train, y_train), (x_test, y_test)`` as Keras returns them: uint8 images
+        (60000, 28, 28) and (10000, 28, 28), uint8 labels (60000,) and (10000,).
+
+        path: a directory with the four IDX files (fastnn's loaders; Keras's ``path`` is a
+        cache file name instead); None searches and downloads as the loader documents.
+        """
+        return self._loader(path=path, download=download)
+
+    def __repr__(self):
+        return f"<{self.__name__}: load_data()>"
+
+
+mnist = _KerasDataset("mnist", load_mnist)
+fashion_mnist = _KerasDataset("fashion_mnist", load_fashion_mnist)

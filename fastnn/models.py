@@ -23,10 +23,12 @@ import numpy as np
 from fastnn import _parallel, _random, _threads
 from fastnn import _validation as v
 from fastnn import callbacks as callbacks_module
+from fastnn import data_adapters
 from fastnn import initializers, layers as layers_module, losses, metrics as metrics_module
 from fastnn import optimizers, saving
 from fastnn._core import ops as _ops
 from fastnn._core import random as _rand
+from fastnn.saving import load_model   # noqa: F401 - Keras's keras.models.load_model
 
 _MAX_CACHED_SIZES = 4   # batch sizes whose buffers are kept (a fit needs at most 2)
 
@@ -703,16 +705,28 @@ class Sequential:
         return v.as_float_samples(f"{what}: x", x, self.dtype, self._input_shape)
 
     # -------------------------------------------------------------------- input --
-    def _prepare(self, what, x, y=None, sample_weight=None, class_weight=None):
-        """Validate and convert (once) x, y and the per-sample weights."""
+    def _build_for(self, what, x):
+        """Build an unbuilt model for samples like those of x (also a streamed batch)."""
+        arr = v.as_array(f"{what}: x", x)
+        nd_ok = bool(self.layers) and self.layers[0]._takes_nd_input
+        if arr.ndim >= 2 and min(arr.shape[1:]) > 0 and (arr.ndim == 2 or nd_ok):
+            self._build(arr.shape[1:])
+        else:
+            v.as_float_matrix(f"{what}: x", arr, self.dtype)   # raises the right error
+
+    def _prepare(self, what, x, y=None, sample_weight=None, class_weight=None, lazy=False):
+        """Validate and convert (once) x, y and the per-sample weights.
+
+        lazy=True (the fit/evaluate/predict loops): x that is memory-mapped, or not
+        C-contiguous in the model's dtype, is checked but not converted: it comes back as
+        a data_adapters.LazyRows, read and converted batch by batch.
+        """
         if not self.built:
-            arr = v.as_array(f"{what}: x", x)
-            nd_ok = bool(self.layers) and self.layers[0]._takes_nd_input
-            if arr.ndim >= 2 and min(arr.shape[1:]) > 0 and (arr.ndim == 2 or nd_ok):
-                self._build(arr.shape[1:])
-            else:
-                v.as_float_matrix(f"{what}: x", arr, self.dtype)   # raises the right error
-        x = self._input_matrix(what, x)
+            self._build_for(what, x)
+        if lazy:
+            x = data_adapters.input_rows(f"{what}: x", x, self.dtype, self._input_shape)
+        else:
+            x = self._input_matrix(what, x)
         if y is None:
             return x, None, None
         y = v.targets(f"{what}: y", y, self.loss.target, self.output_dim, x.shape[0],
@@ -779,8 +793,8 @@ class Sequential:
     # ---------------------------------------------------------------------- fit --
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, validation_batch_size=None,
-            monitor_gradients=False, on_nan="raise"):
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, monitor_gradients=False, on_nan="raise"):
         """Train for epochs - initial_epoch epochs of minibatch gradient descent.
 
         x (n, features), y: targets for the loss (see compile). batch_size defaults to 32;
@@ -791,7 +805,21 @@ class Sequential:
         validation_split (0 <= f < 1): holds out a random fraction f of the samples,
         stratified by class for classification losses (each class contributes its share),
         chosen once from the model's seed. Unlike Keras, it does NOT take the last rows.
-        validation_data=(x_val, y_val[, sample_weight_val]) overrides it.
+        validation_data=(x_val, y_val[, sample_weight_val]), a generator or a PyDataset
+        overrides it.
+
+        x may also be a memory-mapped array (np.memmap, np.load(..., mmap_mode="r")) or
+        an array of any numeric dtype (e.g. uint8 images): it is read and converted batch
+        by batch, never whole. x may be a generator / iterator of (x, y[, sample_weight])
+        batches, or a fn.utils.PyDataset (then y and sample_weight are not given), read
+        one batch ahead in a background thread.
+        steps_per_epoch: batches per epoch. None: one pass over arrays or a PyDataset,
+        or until a generator ends (a single-use generator then has nothing left for a
+        later epoch: fit warns "Your input ran out of data" and stops). k: the next k
+        batches of a generator (continuing across epochs; if it ends early, the epoch
+        ends, fit warns and stops), or the first k batches of each pass over arrays / a
+        PyDataset. validation_steps: batches per validation (None: all of it; a
+        generator then serves only the first epoch's validation).
 
         class_weight {class: weight} and sample_weight (n,) weight each sample's loss
         (multiplied when both are given); accuracy stays unweighted.
@@ -824,40 +852,63 @@ class Sequential:
             raise ValueError(f"fit: on_nan must be 'raise', 'warn' or 'stop', got {on_nan!r}")
         if not isinstance(shuffle, bool):
             raise TypeError(f"fit: shuffle must be True or False, got {shuffle!r}")
-        if x is None or y is None:
-            raise ValueError("fit: x and y are required")
-        x, y, sw = self._prepare("fit", x, y, sample_weight, class_weight)
-        train_idx = np.arange(x.shape[0], dtype=np.int64)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or \
-                    len(validation_data) not in (2, 3):
-                raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or "
-                                 "(x_val, y_val, sample_weight_val)")
-            if validation_data[0] is None or validation_data[1] is None:
-                raise ValueError("fit: validation_data needs both x_val and y_val")
-            val = self._prepare("fit: validation_data", *validation_data)
-        elif validation_split > 0:
-            train_idx, val_idx = self._split(validation_split, x, y, sw)
-            val = (x[val_idx], y[val_idx], sw[val_idx] if sw.shape[0] else sw)
+        if steps_per_epoch is not None:
+            steps_per_epoch = v.positive_int("fit: steps_per_epoch", steps_per_epoch)
+        if validation_steps is not None:
+            validation_steps = v.positive_int("fit: validation_steps", validation_steps)
         val_batch = batch_size if validation_batch_size is None else v.positive_int(
             "fit: validation_batch_size", validation_batch_size)
+        val = None
+        if data_adapters.is_stream(x):
+            if validation_split > 0:
+                raise ValueError("fit: validation_split needs arrays; with a generator or "
+                                 "PyDataset pass validation_data=...")
+            train = data_adapters.adapter(self, "fit", x, y, sample_weight, batch_size,
+                                          steps_per_epoch, True, class_weight,
+                                          "steps_per_epoch", training=True)
+        else:
+            if x is None or y is None:
+                raise ValueError("fit: x and y are required")
+            x, y, sw = self._prepare("fit", x, y, sample_weight, class_weight, lazy=True)
+            train_idx = None
+            if validation_data is None and validation_split > 0:
+                train_idx, val_idx = self._split(validation_split, x, y, sw)
+                val = data_adapters.ArrayAdapter(self, x, y, sw, val_batch, index=val_idx,
+                                                 steps=validation_steps)
+            train = data_adapters.ArrayAdapter(self, x, y, sw, batch_size, index=train_idx,
+                                               steps=steps_per_epoch, training=True)
+        if validation_data is not None:
+            val = self._validation_adapter(validation_data, val_batch, validation_steps)
 
         if not self._train_lock.acquire(blocking=False):
             raise RuntimeError("fit: this model is already being trained in another thread; "
                                "training one model from two threads would corrupt it")
         try:
-            return self._fit_loop(x, y, sw, train_idx, val, batch_size, val_batch, epochs,
-                                  initial_epoch, shuffle, verbose, callbacks,
-                                  monitor_gradients, on_nan)
+            return self._fit_loop(train, val, epochs, initial_epoch, shuffle, verbose,
+                                  callbacks, monitor_gradients, on_nan)
         finally:
             self._train_lock.release()
 
-    def _fit_loop(self, x, y, sw, train_idx, val, batch_size, val_batch, epochs,
-                  initial_epoch, shuffle, verbose, callbacks, monitor_gradients, on_nan):
-        n_train = train_idx.shape[0]
-        batch_size = min(batch_size, n_train)
-        steps = -(-n_train // batch_size)
+    def _validation_adapter(self, validation_data, batch_size, steps):
+        """fit's validation_data: (x_val, y_val[, sample_weight_val]), a generator or a
+        PyDataset, as an evaluation adapter."""
+        what = "fit: validation_data"
+        if data_adapters.is_stream(validation_data):
+            return data_adapters.adapter(self, what, validation_data, None, None,
+                                         batch_size, steps, True, None, "validation_steps")
+        if not isinstance(validation_data, (tuple, list)) or \
+                len(validation_data) not in (2, 3):
+            raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or "
+                             "(x_val, y_val, sample_weight_val), a generator or a "
+                             "PyDataset")
+        if validation_data[0] is None or validation_data[1] is None:
+            raise ValueError("fit: validation_data needs both x_val and y_val")
+        x, y, sw = self._prepare(what, *validation_data, lazy=True)
+        return data_adapters.ArrayAdapter(self, x, y, sw, batch_size, steps=steps)
+
+    def _fit_loop(self, train, val, epochs, initial_epoch, shuffle, verbose, callbacks,
+                  monitor_gradients, on_nan):
+        steps = train.num_batches
         history = callbacks_module.History()
         if callbacks is None:
             callbacks = []
@@ -873,49 +924,38 @@ class Sequential:
         if verbose:
             cbs.append(callbacks_module.ProgbarLogger(verbose))
         cbs.append(history)
-        params = {"epochs": epochs, "steps": steps, "batch_size": batch_size,
-                  "samples": n_train, "verbose": verbose}
+        params = {"epochs": epochs, "steps": steps, "batch_size": train.batch_size,
+                  "samples": train.num_samples, "verbose": verbose}
         cbl = callbacks_module.CallbackList(cbs, self, params)
         self.history = history
         self.stop_training = False
-        weighted = sw.shape[0] > 0
-        sparse = self.loss.target == "sparse"
         counts = np.zeros(len(self.metrics), np.int64)
         totals = np.zeros(len(self.metrics), np.int64)
         logs = {}
+        batches = None
         cbl.on_train_begin({})
         try:
             for epoch in range(initial_epoch, epochs):
+                if train.exhausted:    # a single-use generator ended in the last epoch
+                    warnings.warn(data_adapters.RAN_OUT, UserWarning, stacklevel=3)
+                    break
                 cbl.on_epoch_begin(epoch, {})
                 start = time.perf_counter()
                 counter = self.epochs_trained
-                if shuffle:
-                    order = train_idx[_random.generator(
-                        self.seed, _random.SHUFFLE, counter).permutation(n_train)]
-                else:
-                    order = train_idx
                 loss_sum = 0.0
                 seen = 0
                 bad_loss = None
                 counts[:] = 0
                 totals[:] = 0
-                for step in range(steps):
+                batches = train.epoch(self._train_workspace, self.seed, counter, shuffle)
+                for step, (ws, xb, yb, swb) in enumerate(batches):
                     if cbl.wants_batch_begin:
                         cbl.on_train_batch_begin(step, {})
-                    idx = order[step * batch_size:(step + 1) * batch_size]
-                    n = idx.shape[0]
-                    ws = self._train_workspace(n)
-                    _ops.gather_rows(x, idx, ws.x)
-                    if sparse:
-                        _ops.gather_values(y, idx, ws.y)
-                    else:
-                        _ops.gather_rows(y, idx, ws.y)
-                    if weighted:
-                        _ops.gather_weights(sw, idx, ws.sw)
-                    p = self._forward(ws.x, ws, True, counter, step)
-                    batch_loss = self._loss(ws, p, ws.y, ws.sw if weighted else sw, n)
+                    n = xb.shape[0]
+                    p = self._forward(xb, ws, True, counter, step)
+                    batch_loss = self._loss(ws, p, yb, swb, n)
                     for j, metric in enumerate(self.metrics):
-                        hits, count = metric.count(p, ws.y)
+                        hits, count = metric.count(p, yb)
                         counts[j] += hits
                         totals[j] += count
                     penalty = self._backward(ws)
@@ -938,6 +978,7 @@ class Sequential:
                         cbl.on_train_batch_end(step, blogs)
                     if self.stop_training:
                         break
+                batches.close()    # the prefetching thread, if any, ends here
                 elapsed = time.perf_counter() - start
                 self.epochs_trained += 1
                 # A non-finite batch makes the epoch's loss non-finite, as a running mean
@@ -948,16 +989,28 @@ class Sequential:
                     logs[metric.name] = counts[j] / totals[j] if totals[j] else float("nan")
                 if val is not None and seen and bad_loss is None:
                     cbl.on_test_begin({})
-                    values = self._evaluate(*val, batch_size=val_batch)
-                    logs["val_loss"] = values[0]
+                    values = self._evaluate(val)
+                    if values is None:    # a validation generator used up earlier
+                        warnings.warn("fit: validation_data yielded no batches in epoch "
+                                      f"{epoch + 1} (a generator serves one validation "
+                                      "unless validation_steps limits each); no val_ "
+                                      "logs", UserWarning, stacklevel=3)
+                        values = []
+                    if values:
+                        logs["val_loss"] = values[0]
                     for metric, value in zip(self.metrics, values[1:]):
                         logs["val_" + metric.name] = value
                     cbl.on_test_end({k: v for k, v in logs.items() if k.startswith("val_")})
                 logs["samples_per_second"] = seen / elapsed if elapsed > 0 else float("inf")
                 cbl.on_epoch_end(epoch, logs)
+                if train.ran_out:        # a generator ended before steps_per_epoch
+                    warnings.warn(data_adapters.RAN_OUT, UserWarning, stacklevel=3)
+                    self.stop_training = True
                 if self.stop_training:
                     break
         finally:
+            if batches is not None:      # an exception left an epoch's thread running
+                batches.close()
             cbl.on_train_end(logs)
         return history
 
@@ -1007,33 +1060,44 @@ class Sequential:
             warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     # ------------------------------------------------------------- evaluation --
-    def _evaluate(self, x, y, sw, batch_size):
-        """[mean loss (+ penalty), metrics...] over (x, y) in batches; no allocation per
-        batch (x, y are C-contiguous, so row slices are too)."""
-        n_total = x.shape[0]
-        batch_size = min(batch_size, n_total)
-        weighted = sw.shape[0] > 0
+    def _evaluate(self, data):
+        """[mean loss (+ penalty), metrics...] over an adapter's batches (None when it
+        yields none); no allocation per batch (array rows are views or gathered into
+        buffers made once)."""
+        n_total = 0
         loss_sum = 0.0
         counts = [0] * len(self.metrics)
         totals = [0] * len(self.metrics)
-        for start in range(0, n_total, batch_size):
-            stop = min(start + batch_size, n_total)
-            n = stop - start
-            ws = self._inference_workspace(n, with_loss=True)
-            p = self._forward(x[start:stop], ws, False)
-            loss_sum += self._loss(ws, p, y[start:stop], sw[start:stop] if weighted else sw,
-                                   n)
-            for j, metric in enumerate(self.metrics):
-                hits, count = metric.count(p, y[start:stop])
-                counts[j] += hits
-                totals[j] += count
+        with data.epoch(lambda n: self._inference_workspace(n, with_loss=True)) as batches:
+            for ws, xb, yb, swb in batches:
+                n = xb.shape[0]
+                p = self._forward(xb, ws, False)
+                loss_sum += self._loss(ws, p, yb, swb, n)
+                for j, metric in enumerate(self.metrics):
+                    hits, count = metric.count(p, yb)
+                    counts[j] += hits
+                    totals[j] += count
+                n_total += n
+        if n_total == 0:
+            return None
         penalty = sum(layer.penalty() for layer in self.layers)
         return [loss_sum / n_total + penalty] + [c / t for c, t in zip(counts, totals)]
 
+    def _results(self, values, return_dict):
+        """evaluate's return value: the loss alone without metrics, else [loss, metric...],
+        or a dict."""
+        names = ["loss"] + [m.name for m in self.metrics]
+        if return_dict:
+            return dict(zip(names, values))
+        return values[0] if len(values) == 1 else values
+
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, sample_weight=None,
-                 return_dict=False):
+                 steps=None, return_dict=False):
         """The mean loss (regularization penalty included, as Keras) and the metrics.
 
+        x, y: arrays (memory-mapped or of any dtype: read batch by batch), or x a
+        generator / iterator of (x, y[, sample_weight]) batches or a PyDataset (y not
+        given). steps: batches to evaluate (None: all; a generator until it ends).
         Returns the loss alone when there are no metrics, else [loss, metric...], or a
         dict with return_dict=True. Safe to call from several threads at once.
         """
@@ -1041,32 +1105,72 @@ class Sequential:
         self._require_built("evaluate")
         batch_size = 32 if batch_size is None else v.positive_int("evaluate: batch_size",
                                                                   batch_size)
-        if x is None or y is None:
-            raise ValueError("evaluate: x and y are required")
-        x, y, sw = self._prepare("evaluate", x, y, sample_weight)
-        values = self._evaluate(x, y, sw, batch_size)
-        names = ["loss"] + [m.name for m in self.metrics]
+        if steps is not None:
+            steps = v.positive_int("evaluate: steps", steps)
+        data = data_adapters.adapter(self, "evaluate", x, y, sample_weight, batch_size,
+                                     steps, True)
+        values = self._evaluate(data)
+        if values is None:
+            raise ValueError("evaluate: the data yielded no batches")
         if verbose:
+            names = ["loss"] + [m.name for m in self.metrics]
             print(" - ".join(f"{k}: {val:.4f}" for k, val in zip(names, values)))
-        if return_dict:
-            return dict(zip(names, values))
-        return values[0] if len(values) == 1 else values
+        return self._results(values, return_dict)
 
-    def predict(self, x, batch_size=None, verbose=0):
+    def predict(self, x, batch_size=None, verbose=0, steps=None):
         """The network's outputs for x (n, features): an (n, units) array of the model's
-        dtype. Safe to call from several threads at once."""
+        dtype. x may be memory-mapped or of any dtype (read batch by batch), or a
+        generator / iterator / PyDataset of batches (x alone or (x, y[, sw]) tuples, whose
+        x is used); steps: batches to predict (None: all). Safe to call from several
+        threads at once."""
         self._require_built("predict")
         batch_size = 32 if batch_size is None else v.positive_int("predict: batch_size",
                                                                   batch_size)
-        x = self._input_matrix("predict", x)
-        n_total = x.shape[0]
-        out = np.empty((n_total, self.output_dim), self.dtype)
-        batch_size = min(batch_size, n_total)
-        for start in range(0, n_total, batch_size):
-            stop = min(start + batch_size, n_total)
-            ws = self._inference_workspace(stop - start, with_loss=False)
-            out[start:stop] = self._forward(x[start:stop], ws, False)
-        return out
+        if steps is not None:
+            steps = v.positive_int("predict: steps", steps)
+        return self._predict(data_adapters.adapter(self, "predict", x, None, None,
+                                                   batch_size, steps, False))
+
+    def _predict(self, data):
+        """The outputs over an adapter's batches: written into one (n, units) array when
+        n is known (arrays), else concatenated."""
+        known = isinstance(data, data_adapters.ArrayAdapter)
+        if known:
+            n_rows = min(data.num_samples, data.num_batches * data.batch_size)
+            out = np.empty((n_rows, self.output_dim), self.dtype)
+        parts = []
+        start = 0
+        with data.epoch(lambda n: self._inference_workspace(n, with_loss=False)) as batches:
+            for ws, xb, _, _ in batches:
+                p = self._forward(xb, ws, False)
+                if known:
+                    out[start:start + p.shape[0]] = p
+                else:
+                    parts.append(p.copy())
+                start += p.shape[0]
+        if known:
+            return out
+        if not parts:
+            raise ValueError("predict: the data yielded no batches")
+        return np.concatenate(parts)
+
+    def predict_on_batch(self, x):
+        """The outputs for one batch x (n, features), in one pass (Keras's
+        predict_on_batch)."""
+        self._require_built("predict_on_batch")
+        x = self._prepare("predict_on_batch", x)[0]
+        return self._predict(data_adapters.ArrayAdapter(self, x, None, None, x.shape[0]))
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """The loss (penalty included) and metrics on one batch, in inference mode,
+        without updating the weights; returned as evaluate returns them."""
+        self._require_compiled("test_on_batch")
+        self._require_built("test_on_batch")
+        if x is None or y is None:
+            raise ValueError("test_on_batch: x and y are required")
+        x, y, sw = self._prepare("test_on_batch", x, y, sample_weight)
+        data = data_adapters.ArrayAdapter(self, x, y, sw, x.shape[0])
+        return self._results(self._evaluate(data), return_dict)
 
     def __call__(self, x):
         """model(x) is model.predict(x)."""

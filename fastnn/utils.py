@@ -1,5 +1,34 @@
-"""Tools for users checking their own models."""
+"""Keras's fn.utils (to_categorical, normalize, set_random_seed, PyDataset), and tools for
+users checking their own models."""
 import numpy as np
+
+from fastnn._random import set_seed as set_random_seed
+from fastnn.data_adapters import PyDataset
+from fastnn.datasets import to_categorical
+
+__all__ = ["to_categorical", "normalize", "set_random_seed", "PyDataset", "float64_copy",
+           "check_gradients"]
+
+
+def normalize(x, axis=-1, order=2):
+    """x divided by its norm of the given order along axis (Keras's
+    keras.utils.normalize): a new float array of x's shape; zero norms count as 1, so
+    all-zero slices stay zero.
+
+    x: a numeric array (ints become float64). axis: an int, or None for the norm of the
+    whole (vector or matrix) array, as np.linalg.norm takes it. order: as np.linalg.norm's ord.
+    """
+    from fastnn import _validation as v
+    x = v.as_array("normalize: x", x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    try:
+        norm = np.atleast_1d(np.linalg.norm(x, order, axis))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"normalize: cannot take the order-{order!r} norm of an array of "
+                         f"shape {x.shape} along axis {axis!r}: {e}") from None
+    norm[norm == 0] = 1
+    return x / np.expand_dims(norm, -1 if axis is None else axis)
 
 
 def float64_copy(model):

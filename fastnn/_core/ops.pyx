@@ -86,3 +86,87 @@ def all_finite(const floating[::1] x not None):
         else:
             ok = fastnn_words_finite(p, n, 2, _HIGH_WORD, 0x7ff00000u)
     return ok != 0
+
+
+# ------------------------------------------------------------------------------------------
+# Gather-and-convert: rows of an array of any numeric dtype (uint8 images, int labels turned
+# features, float64 data for a float32 model; memory-mapped or strided) written into a
+# C-contiguous floating batch buffer, one batch at a time, so nothing is ever converted whole.
+
+ctypedef fused source_t:
+    unsigned char
+    signed char
+    unsigned short
+    short
+    unsigned int
+    int
+    unsigned long long
+    long long
+    float
+    double
+
+
+cdef void gather_convert_core(const source_t* src, Py_ssize_t row_stride,
+                              Py_ssize_t col_stride, Py_ssize_t m, const int64_t* index,
+                              Py_ssize_t start, Py_ssize_t n, floating* out) noexcept nogil:
+    """out[i, j] = (floating) src[r(i), j] for i < n, j < m, with r(i) = index[i] (or
+    start + i when index is NULL). Strides count elements and may be negative."""
+    cdef Py_ssize_t i, j, r
+    cdef const source_t* p
+    cdef floating* o
+    for i in range(n):
+        r = index[i] if index != NULL else start + i
+        p = src + r * row_stride
+        o = out + i * m
+        if col_stride == 1:         # contiguous rows: a loop the compiler vectorizes
+            for j in range(m):
+                o[j] = <floating>p[j]
+        else:
+            for j in range(m):
+                o[j] = <floating>p[j * col_stride]
+
+
+cdef inline Py_ssize_t _elements(Py_ssize_t stride_bytes, Py_ssize_t itemsize) noexcept nogil:
+    return stride_bytes // itemsize
+
+
+def gather_convert_rows(const source_t[:, :] src not None, const int64_t[::1] index not None,
+                        floating[:, ::1] out not None):
+    """out[i, :] = src[index[i], :] converted to out's dtype, for i < len(index).
+
+    src: any (rows, m) layout of a native-endian integer or float dtype (a memmap is read
+    only where index points). Raises ValueError when shapes disagree or an index is out
+    of range (checked before the GIL is released).
+    """
+    cdef Py_ssize_t i, n = index.shape[0], m = src.shape[1], rows = src.shape[0]
+    if out.shape[0] < n or out.shape[1] != m:
+        raise ValueError(f"gather_convert_rows: out has shape ({out.shape[0]}, {out.shape[1]}), "
+                         f"need at least ({n}, {m})")
+    for i in range(n):
+        if index[i] < 0 or index[i] >= rows:
+            raise ValueError(f"gather_convert_rows: index[{i}] = {index[i]} is out of range "
+                             f"for {rows} rows")
+    if n == 0 or m == 0:
+        return
+    with nogil:
+        gather_convert_core(&src[0, 0], _elements(src.strides[0], sizeof(source_t)),
+                            _elements(src.strides[1], sizeof(source_t)), m, &index[0], 0,
+                            n, &out[0, 0])
+
+
+def convert_rows(const source_t[:, :] src not None, Py_ssize_t start,
+                 floating[:, ::1] out not None):
+    """out[i, :] = src[start + i, :] converted to out's dtype, for i < out.shape[0]
+    (a batch of consecutive rows, e.g. for evaluate/predict or a streamed batch)."""
+    cdef Py_ssize_t n = out.shape[0], m = src.shape[1]
+    if out.shape[1] != m:
+        raise ValueError(f"convert_rows: out has {out.shape[1]} columns, src has {m}")
+    if start < 0 or start + n > src.shape[0]:
+        raise ValueError(f"convert_rows: rows [{start}, {start + n}) out of range for "
+                         f"{src.shape[0]} rows")
+    if n == 0 or m == 0:
+        return
+    with nogil:
+        gather_convert_core(&src[0, 0], _elements(src.strides[0], sizeof(source_t)),
+                            _elements(src.strides[1], sizeof(source_t)), m, NULL, start, n,
+                            &out[0, 0])
