@@ -36,7 +36,9 @@ from fastnn import _random
 from fastnn import _validation as v
 from fastnn._core import ops as _ops
 
-_PREFETCH = 2                 # batches produced ahead for arrays and generators
+# Batches made ahead of the step: one suffices for arrays (converting a batch is much
+# cheaper than training on it); generators' Python code is less regular.
+_ARRAY_AHEAD, _STREAM_AHEAD = 1, 2
 _CHECK_ROWS_BYTES = 1 << 22   # chunk size of the up-front value check of lazy arrays
 RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that your "
            "dataset or generator can generate at least `steps_per_epoch * epochs` "
@@ -397,7 +399,7 @@ class ArrayAdapter:
         self.ran_out = False
 
     def _staging(self):
-        return _Staging(_PREFETCH + 2, self.x.shape[1], self.model.dtype)
+        return _Staging(_ARRAY_AHEAD + 2, self.x.shape[1], self.model.dtype)
 
     def epoch(self, workspace, seed=None, counter=0, shuffle=False):
         """An epoch of (workspace, x, y, sample_weight) batches; workspace(n) gives the
@@ -443,7 +445,7 @@ class ArrayAdapter:
                 idx = order[step * bs:(step + 1) * bs]
                 yield idx, self.x.rows(idx, staging.take(idx.shape[0]))
 
-        prefetch = Prefetcher(produce(), _PREFETCH)
+        prefetch = Prefetcher(produce(), _ARRAY_AHEAD)
 
         def lazy_batches():
             for idx, xb in prefetch:
@@ -479,7 +481,7 @@ class ArrayAdapter:
                 else:
                     yield start, stop, self.x.rows(self.index[start:stop], buf)
 
-        prefetch = Prefetcher(produce(), _PREFETCH)
+        prefetch = Prefetcher(produce(), _ARRAY_AHEAD)
 
         def lazy_batches():
             for start, stop, xb in prefetch:
@@ -551,22 +553,22 @@ class StreamAdapter:
                               UserWarning, stacklevel=4)
         else:
             self.iterator = iter(data)
-            self.depth = _PREFETCH
+            self.depth = _STREAM_AHEAD
             self.num_batches = steps
             self._pending = collections.deque()   # batches peeked to build the model
         self._produced = 0            # batches taken from a generator so far
+        if not self.pydataset:
+            # As Keras: peek at the first batch (an empty generator is an error, and an
+            # unbuilt model learns its input width); it is trained on first all the same.
+            try:
+                self._pending.append(next(self.iterator))
+            except StopIteration:
+                raise ValueError(f"{what}: the generator yielded no batches") from None
         if not model.built:
             self._build_from_first_batch()
 
     def _build_from_first_batch(self):
-        if self.pydataset:
-            first = self.data[0]
-        else:
-            try:
-                first = next(self.iterator)
-            except StopIteration:
-                raise ValueError(f"{self.what}: the generator yielded no batches") from None
-            self._pending.append(first)
+        first = self.data[0] if self.pydataset else self._pending[0]
         x = v.as_array(f"{self.what}: batch 0: x", _unpack(self.what, 0, first)[0])
         if x.ndim == 2 and x.shape[1] > 0:
             self.model.build(x.shape[1])
