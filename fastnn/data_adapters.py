@@ -156,14 +156,20 @@ def reads_lazily(arr, dtype):
     return is_memmap(arr) or arr.dtype != dtype or not arr.flags.c_contiguous
 
 
-def input_rows(name, value, dtype, width):
-    """x for the loops: the array itself when it is in memory, C-contiguous and of the
-    model's dtype (checked once; the fast path), else a LazyRows over it (read batch by
-    batch). Errors as v.as_float_matrix's."""
+def input_rows(name, value, dtype, shape):
+    """x (n, *shape) for the loops, as (n, prod(shape)) rows: a view of the array itself
+    when it is in memory, C-contiguous and of the model's dtype (checked once; the fast
+    path), else a LazyRows over it (read batch by batch). Errors as
+    v.as_float_samples's."""
     arr = v.as_array(name, value)
     if not reads_lazily(arr, dtype):
-        return v.as_float_matrix(name, arr, dtype, width=width)
-    return LazyRows(name, v.check_matrix_shape(name, arr, width), dtype)
+        return v.as_float_samples(name, arr, dtype, shape)
+    return LazyRows(name, _as_rows(v.check_samples_shape(name, arr, shape)), dtype)
+
+
+def _as_rows(arr):
+    # (n, 28, 28) -> (n, 784): a view for C-contiguous data (memmaps included)
+    return arr if arr.ndim == 2 else arr.reshape(arr.shape[0], -1)
 
 
 class LazyRows:
@@ -569,17 +575,14 @@ class StreamAdapter:
 
     def _build_from_first_batch(self):
         first = self.data[0] if self.pydataset else self._pending[0]
-        x = v.as_array(f"{self.what}: batch 0: x", _unpack(self.what, 0, first)[0])
-        if x.ndim == 2 and x.shape[1] > 0:
-            self.model.build(x.shape[1])
-        else:
-            v.as_float_matrix(f"{self.what}: batch 0: x", x, self.model.dtype)
+        self.model._build_for(f"{self.what}: batch 0", _unpack(self.what, 0, first)[0])
 
     def _convert(self, i, batch, staging):
         m = self.model
         x, y, sw = _unpack(self.what, i, batch)
         name = f"{self.what}: batch {i}"
-        x = v.check_matrix_shape(f"{name}: x", v.as_array(f"{name}: x", x), m.input_dim)
+        x = _as_rows(v.check_samples_shape(f"{name}: x", v.as_array(f"{name}: x", x),
+                                           m._input_shape))
         n = x.shape[0]
         if self.with_targets:
             if y is None:
