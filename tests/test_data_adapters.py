@@ -685,3 +685,39 @@ def test_keras_dataset_loaders_shapes_and_dtypes(tmp_path, name, stem):
                                                             np.uint8, (60,))
     assert (xte.shape, yte.shape) == ((10, 28, 28), (10,))
     np.testing.assert_array_equal(xtr, files["train-images-idx3-ubyte"])
+
+
+# ------------------------------------------------------------ image-shaped x ----
+def test_flatten_model_reads_image_memmaps_and_image_batches(tmp_path):
+    """(n, 4, 3) uint8 images: a memmap, a generator of image batches and a PyDataset all
+    train like the in-memory float32 images (samples of the model's input shape)."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (60, 4, 3), np.uint8)
+    y = np.arange(60) % CLASSES
+    np.save(tmp_path / "img.npy", x)
+    mm = np.load(tmp_path / "img.npy", mmap_mode="r")
+
+    def model(built=True):
+        fn.set_seed(3)
+        m = fn.Sequential([L.Flatten(input_shape=(4, 3) if built else None),
+                           L.Dense(5, activation="relu"),
+                           L.Dense(CLASSES, activation="softmax")])
+        m.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+        return m
+    ref = model()
+    ref.fit(x.astype(np.float32), y, batch_size=10, epochs=2, shuffle=False, verbose=0)
+    runs = {"memmap": lambda m: m.fit(mm, y, batch_size=10, epochs=2, shuffle=False,
+                                      verbose=0),
+            "generator": lambda m: m.fit(batches_of(x, y, 10, repeat=2), steps_per_epoch=6,
+                                         epochs=2, verbose=0),
+            "pydataset": lambda m: m.fit(Batches(x, y, 10, workers=2), epochs=2,
+                                         shuffle=False, verbose=0)}
+    for name, run in runs.items():
+        for built in (True, False):
+            m = model(built)
+            run(m)
+            assert same_weights(m, ref), (name, built)
+    np.testing.assert_array_equal(ref.predict(mm), ref.predict(x.astype(np.float32)))
+    with pytest.raises(ValueError, match=r"fit: batch 1: x: expected an array of shape "
+                                         r"\(samples, 4, 3\)"):
+        ref.fit(iter([(x[:5], y[:5]), (x[:5, :3], y[:5])]), verbose=0)
