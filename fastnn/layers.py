@@ -21,6 +21,7 @@ from fastnn import activations, initializers, regularizers
 from fastnn._core import dense as _dense
 from fastnn._core import random as _random
 from fastnn._core import activations as _act
+from fastnn._core import norm as _norm
 
 
 def _positive_int(name, value, owner):
@@ -569,6 +570,218 @@ class Softmax(Activation):
         return f"Softmax(name={self.name!r})"
 
 
+def _normalization_arguments(owner, axis, epsilon, center, scale, initializers_,
+                             unsupported):
+    """Checks shared by the normalization layers; returns epsilon as a float."""
+    if isinstance(axis, bool) or axis not in (-1, 1):
+        raise ValueError(f"{owner}: axis must be -1 (the features of each sample), got "
+                         f"{axis!r}")
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or \
+            not 0 < epsilon < float("inf"):
+        raise ValueError(f"{owner}: epsilon must be a number > 0, got {epsilon!r}")
+    for arg, value in (("center", center), ("scale", scale)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{owner}: {arg} must be True or False, got {value!r}")
+    for init in initializers_:
+        initializers.get(init)
+    for arg, value in unsupported.items():
+        if value not in (None, False):
+            raise ValueError(f"{owner}: {arg}={value!r} is not supported (only "
+                             f"{arg}={'False' if value is True else 'None'})")
+    return float(epsilon)
+
+
+class _Normalization(Layer):
+    """Shared parts: the parameters gamma (scale) and beta (center), always in the buffer
+    (fixed at 1 and 0, and never trained, when scale or center is False: one kernel path),
+    listed in ``weights`` only when used, as in Keras."""
+
+    def build(self, input_dim):
+        self.input_dim = self.units = input_dim
+        self.built = True
+        return input_dim
+
+    def _used(self):
+        """Which of param_specs() appear in weights."""
+        return [self.scale, self.center] + [True] * self._state_count
+
+    def spec_trainable(self):
+        return [self.trainable and used for used in self._used()[:2]] + \
+            [False] * self._state_count
+
+    @property
+    def weights(self):
+        if self._params is None:
+            return []
+        return [p for p, used in zip(self._params, self._used()) if used]
+
+    @property
+    def gradients(self):
+        if self._params is None:
+            return []
+        return [g for g, used in zip(self._grads, self._used()) if used]
+
+    @property
+    def weight_names(self):
+        return [name for (name, _, _), used in zip(self.param_specs(), self._used()) if used]
+
+    def count_params(self):
+        return self.input_dim * sum(self._used())
+
+    def bind(self, params, grads):
+        self._params, self._grads = params, grads
+
+    def _config(self):
+        return {"name": self.name, "trainable": self.trainable, "axis": self.axis,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                "beta_initializer": self.beta_initializer,
+                "gamma_initializer": self.gamma_initializer, "input_dim": self.input_dim}
+
+
+class BatchNormalization(_Normalization):
+    """Batch normalization (Ioffe & Szegedy 2015), Keras's BatchNormalization.
+
+    Training (fit, train_on_batch): each feature is normalized with the batch's mean and
+    biased variance, out = gamma · (x − mean) / sqrt(var + epsilon) + beta, and after each
+    update step the moving statistics follow Keras's rule
+    moving = moving · momentum + batch · (1 − momentum). Inference (predict, evaluate) and
+    a layer with trainable=False (as Keras: frozen batch norm runs in inference mode) use
+    the moving statistics. moving_mean and moving_variance (initially 0 and 1) live in the
+    model's parameter buffer as non-trainable weights: saved, loaded and resumed exactly;
+    get_weights() order as Keras: gamma, beta, moving_mean, moving_variance.
+    Shapes: x, out (n, features); each weight (features,).
+    """
+    _state_count = 2
+    _name_prefix = "batch_normalization"
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, synchronized=False, input_dim=None,
+                 input_shape=None, name=None, trainable=True):
+        super().__init__(name, input_dim, input_shape, trainable)
+        owner = "BatchNormalization"
+        self.epsilon = _normalization_arguments(
+            owner, axis, epsilon, center, scale,
+            (beta_initializer, gamma_initializer, moving_mean_initializer,
+             moving_variance_initializer),
+            {"beta_regularizer": beta_regularizer, "gamma_regularizer": gamma_regularizer,
+             "beta_constraint": beta_constraint, "gamma_constraint": gamma_constraint,
+             "synchronized": synchronized})
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or \
+                not 0 <= momentum <= 1:
+            raise ValueError(f"{owner}: momentum must be a number in [0, 1], got "
+                             f"{momentum!r}")
+        self.axis, self.momentum = -1, float(momentum)
+        self.center, self.scale = center, scale
+        self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
+        self.moving_mean_initializer = moving_mean_initializer
+        self.moving_variance_initializer = moving_variance_initializer
+        self._params = self._grads = None
+
+    def param_specs(self):
+        m = (self.input_dim,)
+        return [("gamma", m, self.gamma_initializer if self.scale else "ones"),
+                ("beta", m, self.beta_initializer if self.center else "zeros"),
+                ("moving_mean", m, self.moving_mean_initializer),
+                ("moving_variance", m, self.moving_variance_initializer)]
+
+    def make_buffers(self, n, dtype, training, need_grad_x):
+        buf = _Buffers()
+        m = self.units
+        buf.out = np.empty((n, m), dtype)
+        # (1, m), not (m,): a workspace's row views slice arrays whose first dimension is
+        # the batch size (see models._first_rows), which m may equal.
+        buf.mean, buf.var, buf.inv = (np.empty((1, m), dtype) for _ in range(3))
+        buf.acc = np.empty((1, 2 * m), np.float64)
+        buf.batch_statistics = False
+        return buf
+
+    def forward(self, x, buf, training, key=0):
+        gamma, beta, moving_mean, moving_var = self._params
+        buf.batch_statistics = bool(training and self.trainable)
+        _norm.batch_norm_forward(x, gamma, beta, moving_mean, moving_var, buf.out,
+                                 buf.mean[0], buf.var[0], buf.inv[0], buf.acc[0],
+                                 self.epsilon, buf.batch_statistics)
+        return buf.out
+
+    def backward(self, x, buf, grad_out, need_grad_x, grad_is_dz=False):
+        _norm.batch_norm_backward(x, self._params[0], buf.mean[0], buf.inv[0], grad_out,
+                                  self._grads[0], self._grads[1], buf.acc[0],
+                                  buf.batch_statistics, need_grad_x)
+        return grad_out if need_grad_x else None
+
+    def update_state(self, buf):
+        if buf.batch_statistics:
+            _norm.batch_norm_update(self._params[2], self._params[3], buf.mean[0],
+                                    buf.var[0], self.momentum)
+
+    def get_config(self):
+        config = self._config()
+        config.update(momentum=self.momentum,
+                      moving_mean_initializer=self.moving_mean_initializer,
+                      moving_variance_initializer=self.moving_variance_initializer)
+        return config
+
+    def __repr__(self):
+        return f"BatchNormalization(name={self.name!r})"
+
+
+class LayerNormalization(_Normalization):
+    """Layer normalization (Ba, Kiros & Hinton 2016), Keras's LayerNormalization: each
+    sample is normalized over its features with its own mean and biased variance,
+    out = gamma · (x − mean) / sqrt(var + epsilon) + beta; the same in training and
+    inference. Shapes: x, out (n, features); gamma, beta (features,).
+    """
+    _name_prefix = "layer_normalization"
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
+                 input_dim=None, input_shape=None, name=None, trainable=True):
+        super().__init__(name, input_dim, input_shape, trainable)
+        self.epsilon = _normalization_arguments(
+            "LayerNormalization", axis, epsilon, center, scale,
+            (beta_initializer, gamma_initializer),
+            {"rms_scaling": rms_scaling, "beta_regularizer": beta_regularizer,
+             "gamma_regularizer": gamma_regularizer, "beta_constraint": beta_constraint,
+             "gamma_constraint": gamma_constraint})
+        self.axis = -1
+        self.center, self.scale = center, scale
+        self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
+        self._params = self._grads = None
+
+    def param_specs(self):
+        m = (self.input_dim,)
+        return [("gamma", m, self.gamma_initializer if self.scale else "ones"),
+                ("beta", m, self.beta_initializer if self.center else "zeros")]
+
+    def make_buffers(self, n, dtype, training, need_grad_x):
+        buf = _Buffers()
+        buf.out = np.empty((n, self.units), dtype)
+        buf.mean = np.empty((n, 1), dtype)
+        buf.inv = np.empty((n, 1), dtype)
+        buf.acc = np.empty((1, 2 * self.units), np.float64)
+        return buf
+
+    def forward(self, x, buf, training, key=0):
+        _norm.layer_norm_forward(x, self._params[0], self._params[1], buf.out, buf.mean,
+                                 buf.inv, self.epsilon)
+        return buf.out
+
+    def backward(self, x, buf, grad_out, need_grad_x, grad_is_dz=False):
+        _norm.layer_norm_backward(x, self._params[0], buf.mean, buf.inv, grad_out,
+                                  self._grads[0], self._grads[1], buf.acc[0], need_grad_x)
+        return grad_out if need_grad_x else None
+
+    def get_config(self):
+        return self._config()
+
+    def __repr__(self):
+        return f"LayerNormalization(name={self.name!r})"
+
+
 class InputLayer(Layer):
     """The input of a model: the shape of one sample (Keras's InputLayer, made by
     ``fn.Input``). Not a computing layer: a Sequential takes it as its first element and
@@ -639,7 +852,8 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None
 
 
 LAYERS = {"Dense": Dense, "Activation": Activation, "Dropout": Dropout, "Maxout": Maxout,
-          "Flatten": Flatten, "Softmax": Softmax}
+          "Flatten": Flatten, "Softmax": Softmax, "BatchNormalization": BatchNormalization,
+          "LayerNormalization": LayerNormalization}
 
 
 def from_config(kind, config):

@@ -256,6 +256,9 @@ def _expected_parameters(layer_docs, input_dim, path):
             width = units * pieces
             total += dim * width + width
             dim = units
+        elif cls in ("BatchNormalization", "LayerNormalization"):
+            # gamma, beta (and the moving mean and variance): one value per feature each
+            total += dim * (4 if cls == "BatchNormalization" else 2)
         if total > MAX_PARAMETERS:
             raise ModelFileError(f"{path}: the architecture has more than {MAX_PARAMETERS} "
                                  f"parameters; refusing to allocate it")

@@ -478,3 +478,16 @@ def test_course_hello_world_with_input():
     history = model.fit(x, y, batch_size=100, epochs=3, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert model.evaluate(x, y)[1] > 0.1
+
+
+def test_pickle_keeps_the_input_shape_built_or_not():
+    import pickle
+    unbuilt = fn.Sequential([fn.Input((28, 28)), L.Flatten(), L.Dense(3)])
+    unbuilt.seed = 5
+    copy = pickle.loads(pickle.dumps(unbuilt))
+    assert copy.input_shape == (None, 28, 28)
+    x, _ = images(4)
+    np.testing.assert_array_equal(copy.predict(x), unbuilt.predict(x))
+    built = pickle.loads(pickle.dumps(unbuilt))
+    assert built.input_shape == (None, 28, 28)
+    np.testing.assert_array_equal(built.predict(x), unbuilt.predict(x))

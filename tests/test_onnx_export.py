@@ -297,8 +297,9 @@ def test_layer_without_translation_is_named(tmp_path):
         pass
     model = fn.Sequential([L.Dense(4, input_dim=3), Scaled(2, name="my_scaled")])
     with pytest.raises(ValueError, match=r"layer 'my_scaled' \(Scaled\) cannot be exported "
-                                         r"to ONNX.*exportable layers: Activation, Dense, "
-                                         r"Dropout, Flatten, Maxout, Softmax"):
+                                         r"to ONNX.*exportable layers: Activation, "
+                                         r"BatchNormalization, Dense, Dropout, Flatten, "
+                                         r"LayerNormalization, Maxout, Softmax"):
         model.export(tmp_path / "m.onnx", verbose=False)
     assert os.listdir(tmp_path) == []
 

@@ -213,6 +213,28 @@ def _dropout(layer, graph, x):
     return x        # the identity at inference
 
 
+@exports(L.BatchNormalization)
+def _batch_normalization(layer, graph, x):
+    # Inference: the moving statistics. gamma and beta are stored also when scale/center is
+    # off (then exactly 1 and 0, as the layer computes).
+    gamma, beta, moving_mean, moving_var = layer._params
+    inputs = [x] + [graph.weight(f"{layer.name}/{name}", array) for name, array in
+                    (("gamma", gamma), ("beta", beta), ("moving_mean", moving_mean),
+                     ("moving_variance", moving_var))]
+    return graph.node("BatchNormalization", inputs, f"{layer.name}/BatchNormalization",
+                      epsilon=layer.epsilon)
+
+
+@exports(L.LayerNormalization)
+def _layer_normalization(layer, graph, x):
+    graph.require_opset(17, layer, "ONNX has LayerNormalization from opset 17")
+    gamma, beta = layer._params
+    return graph.node("LayerNormalization",
+                      [x, graph.weight(f"{layer.name}/gamma", gamma),
+                       graph.weight(f"{layer.name}/beta", beta)],
+                      f"{layer.name}/LayerNormalization", axis=-1, epsilon=layer.epsilon)
+
+
 def layers_graph(layers, graph, x):
     """Translate a list of built layers, in order, starting from tensor x; returns the
     name of the last output."""
