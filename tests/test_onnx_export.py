@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 import fastnn as fn
+from fastnn import _atomic as fastnn_atomic
 from fastnn import layers as L
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from fastnn.export import onnx as onnx_export  # noqa: E402  (needs onnx to be useful)
 
 ACTIVATIONS = ["linear", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"]
 DTYPES = ["float32", "float64"]
@@ -258,7 +258,7 @@ def test_overwrites_atomically_and_leaves_nothing_on_failure(tmp_path, monkeypat
 
     def fail(fd):
         raise OSError("disk full")
-    monkeypatch.setattr(onnx_export.os, "fsync", fail)
+    monkeypatch.setattr(fastnn_atomic.os, "fsync", fail)
     with pytest.raises(OSError, match="disk full"):
         model.export(path, verbose=False)
     assert path.read_bytes() == b"previous file"

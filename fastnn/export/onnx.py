@@ -36,11 +36,10 @@ enforce). float32 uses the LeakyRelu operator.
 """
 import numbers
 import os
-import tempfile
 
 import numpy as np
 
-from fastnn import layers as L
+from fastnn import _atomic, layers as L
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13
@@ -301,27 +300,14 @@ def build_onnx_model(model, opset_version=None):
 
 
 def write_atomically(onnx_model, filepath):
-    """Serialize to a temporary file in the target's directory, fsync, rename: a reader
-    (or a crash) never sees a half-written file at filepath."""
-    path = os.fspath(filepath)
+    """Serialize and write through fastnn._atomic (a temporary file in the target's
+    directory, fsync, rename): a reader, or a crash, never sees half a file at filepath."""
     if onnx_model.ByteSize() >= 2**31:
         raise ValueError(f"export: the model is {onnx_model.ByteSize() / 2**30:.1f} GiB; "
                          f"a single ONNX file holds at most 2 GiB (protobuf's limit)")
     data = onnx_model.SerializeToString()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastnn-", suffix=".onnx.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with _atomic.atomic_write(filepath) as f:
+        f.write(data)
 
 
 def _check_path(filepath):
