@@ -9,8 +9,8 @@ as batches of the model's dtype in preallocated buffers.
   (_core/ops.pyx: gather_convert_rows) into a staging buffer, one batch ahead, in a
   background thread;
 - Python generators and iterators of (x, y[, sample_weight]) batches;
-- PyDataset (Keras 3's base class: __len__ / __getitem__), read by `workers` threads, in
-  order.
+- PyDataset (Keras 3's base class: __len__ / __getitem__), read by `workers` threads (or
+  processes), in order.
 
 Streams are validated batch by batch (the error names the batch) and prefetched by one
 background thread while the GIL-free training step runs; exceptions in the producer are
@@ -25,6 +25,7 @@ early ends the epoch, warns and stops training after it.
 """
 import collections
 import concurrent.futures
+import itertools
 import mmap
 import queue
 import threading
@@ -54,9 +55,11 @@ class PyDataset:
     complete batch ``(x, y)`` or ``(x, y, sample_weight)`` (``x`` alone for predict);
     optionally ``on_epoch_begin`` / ``on_epoch_end``, which fit calls around each epoch.
 
-    workers: threads calling ``__getitem__`` during fit (batches still arrive in index
-    order). max_queue_size: batches made ahead of the training step.
-    use_multiprocessing: not supported by fastnn (it must be False); use threads.
+    workers: threads (or processes) calling ``__getitem__`` during fit; batches still
+    arrive in index order. use_multiprocessing: worker processes instead of threads
+    (multiprocessing's default start method; the data set must pickle unless that is
+    'fork'); each epoch gets fresh workers, so changes made by on_epoch_end reach them.
+    max_queue_size: batches requested ahead of the training step.
     Call ``super().__init__(**kwargs)`` from the subclass's ``__init__``.
     """
 
@@ -117,7 +120,7 @@ class PyDataset:
 
     def __iter__(self):
         n = self.num_batches
-        for i in (range(n) if n is not None else _count()):
+        for i in (range(n) if n is not None else itertools.count()):
             yield self[i]
 
     def on_epoch_begin(self):
@@ -127,11 +130,16 @@ class PyDataset:
         """Called at the end of every epoch."""
 
 
-def _count():
-    i = 0
-    while True:
-        yield i
-        i += 1
+_worker_dataset = None      # the PyDataset of a worker process
+
+
+def _init_worker(dataset):
+    global _worker_dataset
+    _worker_dataset = dataset
+
+
+def _getitem_in_worker(index):
+    return _worker_dataset[index]
 
 
 # ------------------------------------------------------------------ array sources --
@@ -228,7 +236,7 @@ def check_values(name, arr, dtype):
         chunk = arr[start:start + step]
         try:
             v.check_finite(name, v._convert(name, chunk, dtype))
-        except ValueError as e:
+        except ValueError:
             bad = np.argwhere(~np.isfinite(chunk))
             if bad.size == 0:
                 raise                          # an overflow: its message has no index
@@ -538,9 +546,7 @@ class StreamAdapter:
         self.exhausted = False        # a single-use source that has ended
         self.pydataset = isinstance(data, PyDataset)
         if self.pydataset:
-            if data.use_multiprocessing:
-                raise ValueError(f"{what}: PyDataset(use_multiprocessing=True) is not "
-                                 f"supported by fastnn; use workers=... (threads)")
+            self.processes = bool(data.use_multiprocessing)
             self.workers = v.positive_int(f"{what}: PyDataset workers", data.workers)
             self.depth = v.positive_int(f"{what}: PyDataset max_queue_size",
                                         data.max_queue_size)
@@ -602,7 +608,7 @@ class StreamAdapter:
     def _order(self, seed, counter, shuffle):
         """The PyDataset's batch indices for one epoch."""
         if self.length is None:
-            return _count()
+            return itertools.count()
         if shuffle and seed is not None:
             return iter(_random.generator(seed, _random.SHUFFLE, counter)
                         .permutation(self.length).tolist())
@@ -616,18 +622,24 @@ class StreamAdapter:
             order = self._order(seed, counter, shuffle)
             if limit is not None:
                 order = (i for _, i in zip(range(limit), order))
-            if self.workers == 1:
+            if self.workers == 1 and not self.processes:
                 for i in order:
                     yield i, self.data[i]
                 return
-            pool = concurrent.futures.ThreadPoolExecutor(self.workers,
-                                                         thread_name_prefix="fastnn-pydataset")
+            if self.processes:
+                pool = concurrent.futures.ProcessPoolExecutor(
+                    self.workers, initializer=_init_worker, initargs=(self.data,))
+                getitem = _getitem_in_worker
+            else:
+                pool = concurrent.futures.ThreadPoolExecutor(
+                    self.workers, thread_name_prefix="fastnn-pydataset")
+                getitem = self.data.__getitem__
             try:
                 # `depth` batches in flight, taken in index order: the order of the
                 # batches is the order of the indices, whatever thread finishes first.
                 pending = collections.deque()
                 for i in order:
-                    pending.append((i, pool.submit(self.data.__getitem__, i)))
+                    pending.append((i, pool.submit(getitem, i)))
                     if len(pending) >= self.depth:
                         break
                 while pending:
@@ -635,7 +647,7 @@ class StreamAdapter:
                     batch = future.result()
                     nxt = next(order, None)
                     if nxt is not None:
-                        pending.append((nxt, pool.submit(self.data.__getitem__, nxt)))
+                        pending.append((nxt, pool.submit(getitem, nxt)))
                     yield i, batch
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)

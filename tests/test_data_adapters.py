@@ -458,8 +458,6 @@ def test_pydataset_errors():
         model.fit(Infinite(x, y, 10), verbose=0)
     model.fit(Infinite(x, y, 10), steps_per_epoch=30, verbose=0)
     assert model.optimizer.iterations == 30
-    with pytest.raises(ValueError, match=r"use_multiprocessing=True\) is not supported"):
-        model.fit(Batches(x, y, 10, use_multiprocessing=True), verbose=0)
     with pytest.raises(ValueError, match=r"fit: y must not be given when x is a "
                                          r"PyDataset"):
         model.fit(Batches(x, y, 10), y, verbose=0)
@@ -721,3 +719,34 @@ def test_flatten_model_reads_image_memmaps_and_image_batches(tmp_path):
     with pytest.raises(ValueError, match=r"fit: batch 1: x: expected an array of shape "
                                          r"\(samples, 4, 3\)"):
         ref.fit(iter([(x[:5], y[:5]), (x[:5, :3], y[:5])]), verbose=0)
+
+
+# ------------------------------------------------------------ worker processes ----
+class FailingAt(Batches):
+    def __getitem__(self, i):
+        if i == 4:
+            raise LookupError(f"no batch {i} here")
+        return super().__getitem__(i)
+
+
+def test_pydataset_in_worker_processes_trains_like_threads():
+    x, y = make_data()
+    a, b = make_model(), make_model()
+    a.fit(Batches(x, y, 16, workers=2, use_multiprocessing=True), epochs=2, verbose=0)
+    b.fit(Batches(x, y, 16, workers=3), epochs=2, verbose=0)
+    assert same_weights(a, b)
+    with pytest.raises(LookupError, match="no batch 4 here") as info:
+        make_model().fit(FailingAt(x, y, 10, workers=2, use_multiprocessing=True),
+                         shuffle=False, verbose=0)
+    # The worker's traceback comes along (concurrent.futures chains it as the cause).
+    assert "__getitem__" in str(info.value.__cause__)
+
+
+def test_class_weight_and_gradient_monitor_with_a_generator():
+    x, y = make_data()
+    cw = {0: 0.5, 1: 2.0, 2: 1.0}
+    a, b = make_model(), make_model()
+    ha = a.fit(batches_of(x, y, 20), class_weight=cw, monitor_gradients=True, verbose=0)
+    b.fit(scaled(x), y, batch_size=20, shuffle=False, class_weight=cw, verbose=0)
+    assert same_weights(a, b)
+    assert any(k.startswith("grad_") for k in ha.history)
