@@ -1308,4 +1308,4 @@ class Sequential:
         'overflow' (the update made some weights infinite)."""
         if not (loss - loss == 0 and self._grads_finite()):
             return "non-finite"
-        return "overflow" if self.optimizer.apply(self._params, self._grads) else "ok"
+        return "overflow" if self._apply_update() else "ok"

@@ -491,3 +491,39 @@ def test_pickle_keeps_the_input_shape_built_or_not():
     built = pickle.loads(pickle.dumps(unbuilt))
     assert built.input_shape == (None, 28, 28)
     np.testing.assert_array_equal(built.predict(x), unbuilt.predict(x))
+
+
+def test_tensorflow_basic_classification_tutorial_as_written():
+    """TensorFlow's "Basic classification" tutorial with only `tf.keras` changed to `fn`
+    (synthetic 28x28 images whose class is a bright 7x7 block: no download)."""
+    rng = np.random.default_rng(12)
+
+    def load(n):
+        labels = rng.integers(0, 10, n)
+        imgs = rng.integers(0, 80, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            r, col = divmod(int(c), 4)
+            imgs[i, 7 * r:7 * r + 7, 7 * col:7 * col + 7] += 150
+        return imgs, labels
+
+    (train_images, train_labels), (test_images, test_labels) = load(600), load(200)
+    train_images = train_images / 255.0
+    test_images = test_images / 255.0
+    fn.set_seed(13)
+    model = fn.Sequential([
+        fn.layers.Flatten(input_shape=(28, 28)),
+        fn.layers.Dense(128, activation='relu'),
+        fn.layers.Dense(10)
+    ])
+    model.compile(optimizer='adam',
+                  loss=fn.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=['accuracy'])
+    model.fit(train_images, train_labels, epochs=10, verbose=0)
+    test_loss, test_acc = model.evaluate(test_images, test_labels, verbose=0)
+    assert test_acc > 0.9
+    probability_model = fn.Sequential([model, fn.layers.Softmax()])
+    predictions = probability_model.predict(test_images)
+    np.testing.assert_allclose(predictions.sum(axis=1), 1, rtol=1e-5)
+    assert np.mean(np.argmax(predictions, axis=1) == test_labels) == pytest.approx(test_acc)
+    np.testing.assert_allclose(predictions, softmax(model.predict(test_images)), rtol=1e-5,
+                               atol=1e-7)
