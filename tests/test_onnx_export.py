@@ -184,6 +184,21 @@ def test_input_layer_and_nested_sequential(dtype, tmp_path):
     assert_matches(inner, tmp_path, 7)     # the nested model alone, its shared weights
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["BatchNormalization", "LayerNormalization"])
+@pytest.mark.parametrize("scale,center", [(True, True), (False, True), (True, False)])
+def test_normalization_layers(kind, scale, center, dtype, tmp_path):
+    # Trained, so that gamma, beta and BatchNormalization's moving statistics are not
+    # their initial values; scale/center off leave gamma/beta out of the public weights.
+    model = fn.Sequential([L.Dense(12, input_dim=7),
+                           getattr(L, kind)(scale=scale, center=center),
+                           L.Activation("tanh"), L.Dense(3)], dtype=dtype)
+    model.compile(loss="mse", optimizer="adam")
+    x = inputs(200, 7, dtype, seed=2)
+    model.fit(x, x[:, :3] ** 2, epochs=3, verbose=0)
+    assert_matches(model, tmp_path, 7)
+
+
 # ------------------------------------------------------------- the file's contents --
 def test_dynamic_batch_dimension(tmp_path):
     model = fn.Sequential([L.Dense(5, activation="relu", input_dim=3), L.Dense(2)])

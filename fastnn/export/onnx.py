@@ -212,14 +212,21 @@ def _dropout(layer, graph, x):
     return x        # the identity at inference
 
 
+def _normalization_weights(layer):
+    """[gamma, beta, *moving statistics] from the layer's public weights, which leave out
+    gamma / beta when scale / center is off: then they are 1 and 0, as the layer computes."""
+    weights = list(layer.weights)
+    gamma = weights.pop(0) if layer.scale else np.ones(layer.input_dim)
+    beta = weights.pop(0) if layer.center else np.zeros(layer.input_dim)
+    return [gamma, beta] + weights
+
+
 @exports(L.BatchNormalization)
 def _batch_normalization(layer, graph, x):
-    # Inference: the moving statistics. gamma and beta are stored also when scale/center is
-    # off (then exactly 1 and 0, as the layer computes).
-    gamma, beta, moving_mean, moving_var = layer._params
+    # Inference: normalized by the moving statistics.
+    names = ("gamma", "beta", "moving_mean", "moving_variance")
     inputs = [x] + [graph.weight(f"{layer.name}/{name}", array) for name, array in
-                    (("gamma", gamma), ("beta", beta), ("moving_mean", moving_mean),
-                     ("moving_variance", moving_var))]
+                    zip(names, _normalization_weights(layer))]
     return graph.node("BatchNormalization", inputs, f"{layer.name}/BatchNormalization",
                       epsilon=layer.epsilon)
 
@@ -227,7 +234,7 @@ def _batch_normalization(layer, graph, x):
 @exports(L.LayerNormalization)
 def _layer_normalization(layer, graph, x):
     graph.require_opset(17, layer, "ONNX has LayerNormalization from opset 17")
-    gamma, beta = layer._params
+    gamma, beta = _normalization_weights(layer)
     return graph.node("LayerNormalization",
                       [x, graph.weight(f"{layer.name}/gamma", gamma),
                        graph.weight(f"{layer.name}/beta", beta)],
