@@ -6,8 +6,8 @@ as batches of the model's dtype in preallocated buffers.
 - arrays of another dtype (uint8 images, int64, float64 for a float32 model) and
   memory-mapped arrays (np.memmap, np.load(..., mmap_mode="r")) of any dtype: never
   converted whole; each batch's rows are gathered and converted by a kernel
-  (_core/ops.pyx: gather_convert_rows) into a staging buffer, one batch ahead, in a
-  background thread;
+  (_core/ops.pyx: gather_convert_rows) into a staging buffer (for memmaps one batch
+  ahead, in a background thread);
 - Python generators and iterators of (x, y[, sample_weight]) batches;
 - PyDataset (Keras 3's base class: __len__ / __getitem__), read by `workers` threads (or
   processes), in order.
@@ -197,7 +197,8 @@ class LazyRows:
             arr = arr.view(np.uint8)
         self.arr = arr
         self.shape = arr.shape
-        upfront = not is_memmap(arr) if check_upfront is None else check_upfront
+        self.memmap = is_memmap(arr)
+        upfront = not self.memmap if check_upfront is None else check_upfront
         self._check_batches = arr.dtype.kind == "f" and not upfront
         self._direct = _kernel_reads(arr.dtype)
         if arr.dtype.kind == "f" and upfront:
@@ -412,8 +413,17 @@ class ArrayAdapter:
         self.exhausted = False
         self.ran_out = False
 
-    def _staging(self):
-        return _Staging(_ARRAY_AHEAD + 2, self.x.shape[1], self.model.dtype)
+    def _lazy_epoch(self, produce, finish):
+        """An epoch of LazyRows batches: produce(staging) yields the converted batches,
+        finish(*item) makes each the loop's (workspace, x, y, sw). For a memmap, produce
+        runs in a prefetching thread (reading the file overlaps the step); from memory,
+        in this thread (converting a batch costs less than a hand-off between threads)."""
+        if not self.x.memmap:
+            staging = _Staging(1, self.x.shape[1], self.model.dtype)
+            return _Epoch(finish(*item) for item in produce(staging))
+        staging = _Staging(_ARRAY_AHEAD + 2, self.x.shape[1], self.model.dtype)
+        prefetch = Prefetcher(produce(staging), _ARRAY_AHEAD)
+        return _Epoch((finish(*item) for item in prefetch), prefetch)
 
     def epoch(self, workspace, seed=None, counter=0, shuffle=False):
         """An epoch of (workspace, x, y, sample_weight) batches; workspace(n) gives the
@@ -452,20 +462,15 @@ class ArrayAdapter:
                     yield (ws, ws.x) + targets(idx, ws)
             return _Epoch(batches())
 
-        staging = self._staging()
-
-        def produce():
+        def produce(staging):
             for step in range(self.num_batches):
                 idx = order[step * bs:(step + 1) * bs]
                 yield idx, self.x.rows(idx, staging.take(idx.shape[0]))
 
-        prefetch = Prefetcher(produce(), _ARRAY_AHEAD)
-
-        def lazy_batches():
-            for idx, xb in prefetch:
-                ws = workspace(idx.shape[0])
-                yield (ws, xb) + targets(idx, ws)
-        return _Epoch(lazy_batches(), prefetch)
+        def finish(idx, xb):
+            ws = workspace(idx.shape[0])
+            return (ws, xb) + targets(idx, ws)
+        return self._lazy_epoch(produce, finish)
 
     def _eval_epoch(self, workspace):
         bs, total = self.batch_size, self.num_samples
@@ -485,9 +490,7 @@ class ArrayAdapter:
                         labels(start, stop)
             return _Epoch(batches())
 
-        staging = self._staging()
-
-        def produce():
+        def produce(staging):
             for start, stop in spans:
                 buf = staging.take(stop - start)
                 if self.index is None:
@@ -495,12 +498,9 @@ class ArrayAdapter:
                 else:
                     yield start, stop, self.x.rows(self.index[start:stop], buf)
 
-        prefetch = Prefetcher(produce(), _ARRAY_AHEAD)
-
-        def lazy_batches():
-            for start, stop, xb in prefetch:
-                yield (workspace(stop - start), xb) + labels(start, stop)
-        return _Epoch(lazy_batches(), prefetch)
+        def finish(start, stop, xb):
+            return (workspace(stop - start), xb) + labels(start, stop)
+        return self._lazy_epoch(produce, finish)
 
 
 # ------------------------------------------------------------------------ streams --

@@ -529,8 +529,8 @@ def test_pydataset_worker_exception_surfaces():
     assert "__getitem__" in [f.name for f in traceback.extract_tb(info.value.__traceback__)]
 
 
-def test_threads_end_when_training_stops_early_or_fails():
-    x, y = make_data()
+def test_threads_end_when_training_stops_early_or_fails(uint8_file):
+    mm, x, y = uint8_file
 
     class StopAt(fn.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -546,8 +546,19 @@ def test_threads_end_when_training_stops_early_or_fails():
     class Boom(fn.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             raise ArithmeticError("callback failed")
-    with pytest.raises(ArithmeticError):
-        model.fit(np.asfortranarray(scaled(x)), y, callbacks=[Boom()], verbose=0)
+    started = []
+    real_start = threading.Thread.start
+
+    def start(thread):
+        started.append(thread.name)
+        real_start(thread)
+    threading.Thread.start = start
+    try:
+        with pytest.raises(ArithmeticError):
+            model.fit(mm, y, batch_size=8, callbacks=[Boom()], verbose=0)
+    finally:
+        threading.Thread.start = real_start
+    assert "fastnn-prefetch" in started         # the memmap was read by the prefetcher
     assert prefetch_threads() == []
 
 
