@@ -585,7 +585,7 @@ def _normalization_arguments(owner, axis, epsilon, center, scale, initializers_,
     for init in initializers_:
         initializers.get(init)
     for arg, value in unsupported.items():
-        if value not in (None, False):
+        if value is not None and value is not False:
             raise ValueError(f"{owner}: {arg}={value!r} is not supported (only "
                              f"{arg}={'False' if value is True else 'None'})")
     return float(epsilon)
@@ -594,7 +594,10 @@ def _normalization_arguments(owner, axis, epsilon, center, scale, initializers_,
 class _Normalization(Layer):
     """Shared parts: the parameters gamma (scale) and beta (center), always in the buffer
     (fixed at 1 and 0, and never trained, when scale or center is False: one kernel path),
-    listed in ``weights`` only when used, as in Keras."""
+    listed in ``weights`` only when used, as in Keras. gamma_regularizer/beta_regularizer
+    add their penalty to the loss and its gradient in the backward pass, as Dense's do.
+    Not supported (a clear error): constraints (fastnn has none), an axis other than -1,
+    LayerNormalization's rms_scaling, BatchNormalization's synchronized."""
 
     def build(self, input_dim):
         self.input_dim = self.units = input_dim
@@ -631,11 +634,33 @@ class _Normalization(Layer):
     def bind(self, params, grads):
         self._params, self._grads = params, grads
 
+    def _regularizers(self, gamma_regularizer, beta_regularizer):
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+
+    def _penalized(self):
+        """(index in param_specs, regularizer) of the used, regularized gamma and beta."""
+        return [(i, r) for i, (r, used) in enumerate(
+            ((self.gamma_regularizer, self.scale), (self.beta_regularizer, self.center)))
+            if r is not None and used]
+
+    def penalty(self):
+        return sum(_dense.penalty(self._params[i], r.l1, r.l2) for i, r in self._penalized())
+
+    def _penalty_gradients(self, buf):
+        """Add the regularizers' gradients to dgamma/dbeta; their penalty to buf.penalty."""
+        buf.penalty = sum(_norm.add_penalty_gradient(self._params[i], self._grads[i],
+                                                     r.l1, r.l2)
+                          for i, r in self._penalized())
+
     def _config(self):
         return {"name": self.name, "trainable": self.trainable, "axis": self.axis,
                 "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
                 "beta_initializer": self.beta_initializer,
-                "gamma_initializer": self.gamma_initializer, "input_dim": self.input_dim}
+                "gamma_initializer": self.gamma_initializer,
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+                "input_dim": self.input_dim}
 
 
 class BatchNormalization(_Normalization):
@@ -666,9 +691,9 @@ class BatchNormalization(_Normalization):
             owner, axis, epsilon, center, scale,
             (beta_initializer, gamma_initializer, moving_mean_initializer,
              moving_variance_initializer),
-            {"beta_regularizer": beta_regularizer, "gamma_regularizer": gamma_regularizer,
-             "beta_constraint": beta_constraint, "gamma_constraint": gamma_constraint,
+            {"beta_constraint": beta_constraint, "gamma_constraint": gamma_constraint,
              "synchronized": synchronized})
+        self._regularizers(gamma_regularizer, beta_regularizer)
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or \
                 not 0 <= momentum <= 1:
             raise ValueError(f"{owner}: momentum must be a number in [0, 1], got "
@@ -710,6 +735,7 @@ class BatchNormalization(_Normalization):
         _norm.batch_norm_backward(x, self._params[0], buf.mean[0], buf.inv[0], grad_out,
                                   self._grads[0], self._grads[1], buf.acc[0],
                                   buf.batch_statistics, need_grad_x)
+        self._penalty_gradients(buf)
         return grad_out if need_grad_x else None
 
     def update_state(self, buf):
@@ -744,9 +770,9 @@ class LayerNormalization(_Normalization):
         self.epsilon = _normalization_arguments(
             "LayerNormalization", axis, epsilon, center, scale,
             (beta_initializer, gamma_initializer),
-            {"rms_scaling": rms_scaling, "beta_regularizer": beta_regularizer,
-             "gamma_regularizer": gamma_regularizer, "beta_constraint": beta_constraint,
+            {"rms_scaling": rms_scaling, "beta_constraint": beta_constraint,
              "gamma_constraint": gamma_constraint})
+        self._regularizers(gamma_regularizer, beta_regularizer)
         self.axis = -1
         self.center, self.scale = center, scale
         self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
@@ -773,6 +799,7 @@ class LayerNormalization(_Normalization):
     def backward(self, x, buf, grad_out, need_grad_x, grad_is_dz=False):
         _norm.layer_norm_backward(x, self._params[0], buf.mean, buf.inv, grad_out,
                                   self._grads[0], self._grads[1], buf.acc[0], need_grad_x)
+        self._penalty_gradients(buf)
         return grad_out if need_grad_x else None
 
     def get_config(self):
@@ -861,7 +888,8 @@ def from_config(kind, config):
     if kind not in LAYERS:
         raise ValueError(f"unknown layer type {kind!r}; expected one of {sorted(LAYERS)}")
     config = dict(config)
-    for key in ("kernel_regularizer", "bias_regularizer"):
+    for key in ("kernel_regularizer", "bias_regularizer", "gamma_regularizer",
+                "beta_regularizer"):
         if config.get(key) is not None:
             config[key] = regularizers.get(config[key])
     return LAYERS[kind](**config)

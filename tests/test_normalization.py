@@ -311,8 +311,11 @@ def test_batch_norm_model_learns():
     (L.BatchNormalization, {"gamma_initializer": "bogus"}, ValueError, r"unknown initializer"),
     (L.BatchNormalization, {"synchronized": True}, ValueError, r"synchronized=True is not "
                                                               r"supported"),
-    (L.BatchNormalization, {"gamma_regularizer": "l2"}, ValueError, r"gamma_regularizer='l2'"
-                                                                    r" is not supported"),
+    (L.BatchNormalization, {"gamma_regularizer": "bogus"}, ValueError, r"regularizer: "
+                                                                       r"expected None"),
+    (L.BatchNormalization, {"beta_constraint": "non_neg"}, ValueError, r"beta_constraint="
+                                                                       r"'non_neg' is not "
+                                                                       r"supported"),
     (L.LayerNormalization, {"rms_scaling": True}, ValueError, r"rms_scaling=True is not "
                                                              r"supported"),
     (L.LayerNormalization, {"axis": 2}, ValueError, r"LayerNormalization: axis must be -1"),
@@ -359,3 +362,33 @@ def test_onnx_export_of_the_new_layers(dtype, tmp_path):
         np.testing.assert_allclose(got, model.predict(x[:n]), rtol=tol, atol=tol)
     with pytest.raises(ValueError, match=r"needs opset_version >= 17"):
         model.export(tmp_path / "old.onnx", verbose=False, opset_version=16)
+
+
+@pytest.mark.parametrize("make", [L.BatchNormalization, L.LayerNormalization])
+def test_gamma_and_beta_regularizers(make, tmp_path):
+    fn.set_seed(21)
+    norm = make(gamma_regularizer=fn.regularizers.L1L2(l1=0.01, l2=0.02),
+                beta_regularizer=fn.regularizers.L2(0.03))
+    model = fn.Sequential([L.Dense(5, input_dim=3), norm, L.Dense(2)], dtype="float64")
+    model.compile(loss="mse", optimizer="sgd")
+    weights = model.get_weights()
+    rng = np.random.default_rng(6)
+    weights[2], weights[3] = rng.uniform(-1.5, 1.5, 5), rng.standard_normal(5)
+    model.set_weights(weights)
+    x, y = make_data(9, 3, 2, "real")
+    assert_gradients_match(model, x, y)
+    gamma, beta = weights[2], weights[3]
+    penalty = 0.01 * np.abs(gamma).sum() + 0.02 * (gamma ** 2).sum() + 0.03 * (beta ** 2).sum()
+    unregularized = fn.Sequential([L.Dense(5, input_dim=3), make(), L.Dense(2)],
+                                  dtype="float64")
+    unregularized.compile(loss="mse", optimizer="sgd")
+    unregularized.set_weights(weights)
+    assert model.evaluate(x, y) == pytest.approx(unregularized.evaluate(x, y) + penalty,
+                                                 rel=1e-12)
+    model.save(tmp_path / "m.fnn")
+    loaded = fn.load_model(tmp_path / "m.fnn").layers[1]
+    assert loaded.gamma_regularizer.l1 == 0.01 and loaded.beta_regularizer.l2 == 0.03
+    # A regularizer on an unused weight (scale=False: no gamma) adds nothing, as in Keras.
+    off = make(scale=False, gamma_regularizer="l2")
+    fn.Sequential([L.Dense(5, input_dim=3), off]).build()
+    assert off.penalty() == 0

@@ -16,7 +16,7 @@ dgamma and dbeta of layer norm sum over the rows of the batch.
 
 Shapes: x, out, grad_out (n, m); gamma, beta (m,). All arrays C-contiguous, n, m >= 1.
 """
-from libc.math cimport sqrt
+from libc.math cimport fabs, sqrt
 from libc.string cimport memset
 from cython cimport floating
 
@@ -206,3 +206,21 @@ def layer_norm_backward(const floating[:, ::1] x not None, const floating[::1] g
             grad_gamma[j] = <floating>sg[j]
             grad_beta[j] = <floating>sb[j]
     fastnn_ftz_restore(mode)
+
+
+# ------------------------------------------------------------------- regularization --
+
+def add_penalty_gradient(const floating[::1] w not None, floating[::1] grad not None,
+                         double l1, double l2):
+    """grad += l1 · sign(w) + 2 · l2 · w (the gradient of gamma_/beta_regularizer);
+    returns the penalty l1 · Σ|w| + l2 · Σw²."""
+    cdef Py_ssize_t i
+    cdef double s1 = 0, s2 = 0, v
+    cdef floating a = <floating>l1, b = <floating>(2 * l2)
+    with nogil:
+        for i in range(w.shape[0]):
+            v = w[i]
+            s1 += fabs(v)
+            s2 += v * v
+            grad[i] += b * w[i] + (a if w[i] > 0 else (-a if w[i] < 0 else 0))
+    return l1 * s1 + l2 * s2
