@@ -526,7 +526,8 @@ class Sequential:
         fn.losses.LOSSES) or a fn.losses.Loss such as
         SparseCategoricalCrossentropy(from_logits=True). optimizer: a name ('sgd', 'momentum',
         'nesterov', 'adagrad', 'rmsprop', 'adam', 'adamw') or a fn.optimizers object.
-        metrics: a list of 'accuracy' (and its specific names).
+        metrics: a list of names ('accuracy', 'mae', 'auc', ... see fn.metrics.NAMES)
+        and fn.metrics objects (Precision(thresholds=...), AUC(curve='PR'), ...).
         """
         if loss is None:
             raise ValueError("compile: loss is required, e.g. loss='categorical_crossentropy'")
@@ -929,8 +930,6 @@ class Sequential:
         cbl = callbacks_module.CallbackList(cbs, self, params)
         self.history = history
         self.stop_training = False
-        counts = np.zeros(len(self.metrics), np.int64)
-        totals = np.zeros(len(self.metrics), np.int64)
         logs = {}
         batches = None
         cbl.on_train_begin({})
@@ -945,8 +944,8 @@ class Sequential:
                 loss_sum = 0.0
                 seen = 0
                 bad_loss = None
-                counts[:] = 0
-                totals[:] = 0
+                for metric in self.metrics:
+                    metric.reset_state()
                 batches = train.epoch(self._train_workspace, self.seed, counter, shuffle)
                 for step, (ws, xb, yb, swb) in enumerate(batches):
                     if cbl.wants_batch_begin:
@@ -954,10 +953,8 @@ class Sequential:
                     n = xb.shape[0]
                     p = self._forward(xb, ws, True, counter, step)
                     batch_loss = self._loss(ws, p, yb, swb, n)
-                    for j, metric in enumerate(self.metrics):
-                        hits, count = metric.count(p, yb)
-                        counts[j] += hits
-                        totals[j] += count
+                    for metric in self.metrics:
+                        metric.update_batch(p, yb)
                     penalty = self._backward(ws)
                     batch_loss = batch_loss / n + penalty
                     # NaN/inf check before the update, so the weights stay finite: the loss
@@ -973,8 +970,8 @@ class Sequential:
                     if cbl.wants_batch_end:
                         blogs = {"loss": loss_sum / seen, "batch_loss": batch_loss,
                                  "size": seen}
-                        for j, metric in enumerate(self.metrics):
-                            blogs[metric.name] = counts[j] / totals[j]
+                        for metric in self.metrics:
+                            blogs[metric.name] = metric.result()
                         cbl.on_train_batch_end(step, blogs)
                     if self.stop_training:
                         break
@@ -985,8 +982,8 @@ class Sequential:
                 # would: History, callbacks and diagnose must see the divergence.
                 logs = {"loss": bad_loss if bad_loss is not None
                         else (loss_sum / seen if seen else float("nan"))}
-                for j, metric in enumerate(self.metrics):
-                    logs[metric.name] = counts[j] / totals[j] if totals[j] else float("nan")
+                for metric in self.metrics:
+                    logs[metric.name] = metric.result()
                 if val is not None and seen and bad_loss is None:
                     cbl.on_test_begin({})
                     values = self._evaluate(val)
@@ -1060,28 +1057,36 @@ class Sequential:
             warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     # ------------------------------------------------------------- evaluation --
+    def _thread_metrics(self):
+        """This thread's copies of the compiled metrics (evaluate may run in several
+        threads at once; fit's own metrics keep the training epoch's state)."""
+        cached = getattr(self._local, "metrics", None)
+        if cached is None or cached[0] != self._version:
+            cached = self._local.metrics = (self._version,
+                                            metrics_module.copies(self.metrics))
+        return cached[1]
+
     def _evaluate(self, data):
         """[mean loss (+ penalty), metrics...] over an adapter's batches (None when it
         yields none); no allocation per batch (array rows are views or gathered into
         buffers made once)."""
         n_total = 0
         loss_sum = 0.0
-        counts = [0] * len(self.metrics)
-        totals = [0] * len(self.metrics)
+        metrics = self._thread_metrics()
+        for metric in metrics:
+            metric.reset_state()
         with data.epoch(lambda n: self._inference_workspace(n, with_loss=True)) as batches:
             for ws, xb, yb, swb in batches:
                 n = xb.shape[0]
                 p = self._forward(xb, ws, False)
                 loss_sum += self._loss(ws, p, yb, swb, n)
-                for j, metric in enumerate(self.metrics):
-                    hits, count = metric.count(p, yb)
-                    counts[j] += hits
-                    totals[j] += count
+                for metric in metrics:
+                    metric.update_batch(p, yb)
                 n_total += n
         if n_total == 0:
             return None
         penalty = sum(layer.penalty() for layer in self.layers)
-        return [loss_sum / n_total + penalty] + [c / t for c, t in zip(counts, totals)]
+        return [loss_sum / n_total + penalty] + [m.result() for m in metrics]
 
     def _results(self, values, return_dict):
         """evaluate's return value: the loss alone without metrics, else [loss, metric...],
@@ -1186,9 +1191,11 @@ class Sequential:
         # Dropout masks for single batches: from the step counter, in a stream of their own.
         p = self._forward(x, ws, True, 2**62, self.optimizer.iterations)
         loss = self._loss(ws, p, y, sw, n)
-        scores = [metric.count(p, y) for metric in self.metrics]
+        for metric in self.metrics:      # the batch's own values
+            metric.reset_state()
+            metric.update_batch(p, y)
         penalty = self._backward(ws)
-        return loss / n + penalty, [h / t for h, t in scores]
+        return loss / n + penalty, [metric.result() for metric in self.metrics]
 
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One gradient step on (x, y). Returns the batch loss (before the step, penalty

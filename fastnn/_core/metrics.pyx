@@ -2,7 +2,9 @@
 
 Every kernel returns (or adds into its state arrays) a sum over samples of
 weight_i * value_i; sample_weight is None (all ones) or a (n,) array of the outputs'
-dtype. Python divides by the summed weights when the epoch (or evaluate) is done.
+dtype. The counting kernels also take per_sample: None, or a float64 (n,) array that
+receives each row's value (1/0 for a correct row; the row's count of matching entries
+for the element-wise ones), for the function forms. Python divides by the summed weights when the epoch (or evaluate) is done.
 Shapes: p (n, m) predictions, y (n, m) targets or (n,) int64 labels (checked in Python).
 Ties: argmax takes the first maximum (as NumPy); "in the top k" counts a class whose
 score has fewer than k strictly larger scores in its row (TensorFlow's in_top_k).
@@ -50,6 +52,17 @@ cdef inline bint _kept_by_top_k(const floating* row, Py_ssize_t m, Py_ssize_t c,
     return True
 
 
+cdef double* _rows_out(object per_sample, Py_ssize_t n) except? NULL:
+    """The float64 (n,) array receiving each row's (unweighted) value, or NULL."""
+    cdef double[::1] out
+    if per_sample is None:
+        return NULL
+    out = per_sample
+    if out.shape[0] != n:
+        raise ValueError(f"per_sample: expected shape ({n},), got ({out.shape[0]},)")
+    return &out[0] if n > 0 else NULL
+
+
 cdef const floating[::1] _weight_view(const floating[:, ::1] like, object sample_weight):
     # A view of sample_weight in like's dtype (a TypeError names a wrong dtype), or None.
     cdef const floating[::1] view = None
@@ -69,126 +82,158 @@ cdef const floating* _weights(object sample_weight, const floating[::1] keep,
 
 
 def count_correct_onehot(const floating[:, ::1] p not None, const floating[:, ::1] y not None,
-                         sample_weight=None):
+                         sample_weight=None, per_sample=None):
     """Sum of weights of the rows whose argmax of p equals the argmax of y."""
     cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i
     cdef const floating[::1] sw_view = _weight_view(p, sample_weight)
     cdef const floating* sw = _weights(sample_weight, sw_view, n)
     cdef double hits = 0
+    cdef bint hit
+    cdef double* out = _rows_out(per_sample, n)
     with nogil:
         for i in range(n):
-            if _argmax(&p[i, 0], m) == _argmax(&y[i, 0], m):
-                hits += _w(sw, i)
+            hit = _argmax(&p[i, 0], m) == _argmax(&y[i, 0], m)
+            hits += hit * _w(sw, i)
+            if out != NULL:
+                out[i] = hit
     return hits
 
 
 def count_correct_sparse(const floating[:, ::1] p not None, const int64_t[::1] labels not None,
-                         sample_weight=None):
+                         sample_weight=None, per_sample=None):
     """Sum of weights of the rows whose argmax of p equals the integer label."""
     cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i
     cdef const floating[::1] sw_view = _weight_view(p, sample_weight)
     cdef const floating* sw = _weights(sample_weight, sw_view, n)
     cdef double hits = 0
+    cdef bint hit
+    cdef double* out = _rows_out(per_sample, n)
     with nogil:
         for i in range(n):
-            if _argmax(&p[i, 0], m) == labels[i]:
-                hits += _w(sw, i)
+            hit = _argmax(&p[i, 0], m) == labels[i]
+            hits += hit * _w(sw, i)
+            if out != NULL:
+                out[i] = hit
     return hits
 
 
 def count_correct_binary(const floating[:, ::1] p not None, const floating[:, ::1] y not None,
-                         double threshold=0.5, sample_weight=None):
+                         double threshold=0.5, sample_weight=None, per_sample=None):
     """Sum over rows of weight_i * (entries where (p > threshold) equals
     (y > threshold)): binary accuracy is this over m * sum of weights."""
     cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i, j, row
     cdef const floating[::1] sw_view = _weight_view(p, sample_weight)
     cdef const floating* sw = _weights(sample_weight, sw_view, n)
     cdef double hits = 0
+    cdef double* out = _rows_out(per_sample, n)
     with nogil:
         for i in range(n):
             row = 0
             for j in range(m):
                 row += (p[i, j] > threshold) == (y[i, j] > threshold)
             hits += _w(sw, i) * row
+            if out != NULL:
+                out[i] = row
     return hits
 
 
 def count_equal(const floating[:, ::1] p not None, const floating[:, ::1] y not None,
-                sample_weight=None):
+                sample_weight=None, per_sample=None):
     """Sum over rows of weight_i * (entries where p == y exactly): Keras's Accuracy."""
     cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i, j, row
     cdef const floating[::1] sw_view = _weight_view(p, sample_weight)
     cdef const floating* sw = _weights(sample_weight, sw_view, n)
     cdef double hits = 0
+    cdef double* out = _rows_out(per_sample, n)
     with nogil:
         for i in range(n):
             row = 0
             for j in range(m):
                 row += p[i, j] == y[i, j]
             hits += _w(sw, i) * row
+            if out != NULL:
+                out[i] = row
     return hits
 
 
 def count_equal_sparse(const floating[:, ::1] p not None, const int64_t[::1] labels not None,
-                       sample_weight=None):
+                       sample_weight=None, per_sample=None):
     """count_equal of a one-column p against integer labels."""
     cdef Py_ssize_t n = p.shape[0], i
     cdef const floating[::1] sw_view = _weight_view(p, sample_weight)
     cdef const floating* sw = _weights(sample_weight, sw_view, n)
     cdef double hits = 0
+    cdef bint hit
+    cdef double* out = _rows_out(per_sample, n)
     if p.shape[1] != 1:
         raise ValueError(f"count_equal_sparse: p must have one column, got {p.shape[1]}")
     with nogil:
         for i in range(n):
-            if p[i, 0] == labels[i]:
-                hits += _w(sw, i)
+            hit = p[i, 0] == labels[i]
+            hits += hit * _w(sw, i)
+            if out != NULL:
+                out[i] = hit
     return hits
 
 
 def count_in_top_k_onehot(const floating[:, ::1] p not None, const floating[:, ::1] y not None,
-                          Py_ssize_t k, sample_weight=None):
+                          Py_ssize_t k, sample_weight=None, per_sample=None):
     """Sum of weights of the rows whose target class (argmax of y) is in p's top k."""
     cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i
     cdef const floating[::1] sw_view = _weight_view(p, sample_weight)
     cdef const floating* sw = _weights(sample_weight, sw_view, n)
     cdef double hits = 0
+    cdef bint hit
+    cdef double* out = _rows_out(per_sample, n)
     with nogil:
         for i in range(n):
-            if _in_top_k(&p[i, 0], m, _argmax(&y[i, 0], m), k):
-                hits += _w(sw, i)
+            hit = _in_top_k(&p[i, 0], m, _argmax(&y[i, 0], m), k)
+            hits += hit * _w(sw, i)
+            if out != NULL:
+                out[i] = hit
     return hits
 
 
 def count_in_top_k_sparse(const floating[:, ::1] p not None, const int64_t[::1] labels not None,
-                          Py_ssize_t k, sample_weight=None):
+                          Py_ssize_t k, sample_weight=None, per_sample=None):
     """Sum of weights of the rows whose integer label is in p's top k."""
     cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i
     cdef const floating[::1] sw_view = _weight_view(p, sample_weight)
     cdef const floating* sw = _weights(sample_weight, sw_view, n)
     cdef double hits = 0
+    cdef bint hit
+    cdef double* out = _rows_out(per_sample, n)
     with nogil:
         for i in range(n):
-            if _in_top_k(&p[i, 0], m, labels[i], k):
-                hits += _w(sw, i)
+            hit = _in_top_k(&p[i, 0], m, labels[i], k)
+            hits += hit * _w(sw, i)
+            if out != NULL:
+                out[i] = hit
     return hits
 
 
 def count_in_sorted_ids(const floating[:, ::1] p not None, const int64_t[::1] labels not None,
-                        Py_ssize_t k, sample_weight=None):
+                        Py_ssize_t k, sample_weight=None, per_sample=None):
     """Sum of weights of the rows whose label is among the first k entries of p (p holds
     class ids sorted by score: Keras's from_sorted_ids=True)."""
     cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i, j
     cdef const floating[::1] sw_view = _weight_view(p, sample_weight)
     cdef const floating* sw = _weights(sample_weight, sw_view, n)
     cdef double hits = 0
+    cdef bint hit
+    cdef double* out = _rows_out(per_sample, n)
     if k > m:
         k = m
     with nogil:
         for i in range(n):
+            hit = False
             for j in range(k):
                 if p[i, j] == labels[i]:
-                    hits += _w(sw, i)
+                    hit = True
                     break
+            hits += hit * _w(sw, i)
+            if out != NULL:
+                out[i] = hit
     return hits
 
 
