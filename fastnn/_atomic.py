@@ -60,7 +60,7 @@ def atomic_write(path, mode=None):
             yield f
             f.flush()
             if mode is not None:
-                os.fchmod(f.fileno(), mode)
+                os.chmod(tmp, mode)              # (os.fchmod is POSIX-only)
             os.fsync(f.fileno())
             # Renamed while still locked: a cleaner can never lock a live writer's file.
             os.replace(tmp, path)

@@ -266,6 +266,15 @@ def _parse_idx_header(read, name):
         raise ValueError(
             f"{name}: IDX header claims shape {dims} ({payload} bytes of data), more than "
             f"the {MAX_IDX_BYTES}-byte limit (datasets.MAX_IDX_BYTES)")
+    # An empty dimension makes the payload 0 whatever the others say, but NumPy refuses
+    # shapes whose other dimensions multiply past its index range: bound them as well.
+    extent = dtype.itemsize
+    for d in dims:
+        extent *= max(d, 1)
+    if extent > MAX_IDX_BYTES:
+        raise ValueError(
+            f"{name}: IDX header claims the empty shape {dims}, whose non-empty dimensions "
+            f"alone span more than the {MAX_IDX_BYTES}-byte limit (datasets.MAX_IDX_BYTES)")
     return dtype, dims, payload
 
 

@@ -234,7 +234,7 @@ def _read_json(z, path):
 def _field(doc, key, kind, path, where="fastnn.json"):
     value = doc.get(key) if isinstance(doc, dict) else None
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ModelFileError(f"{path}: {where}: '{key}' must be an integer, got {value!r}")
+        raise ModelFileError(f"{path}: {where}: '{key}' must be an integer, got {value!r:.80}")
     if kind is not int and not isinstance(value, kind):
         raise ModelFileError(f"{path}: {where}: '{key}' has the wrong type "
                              f"({type(value).__name__})")

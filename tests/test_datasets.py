@@ -272,6 +272,17 @@ def test_header_claiming_1e12_elements_fails_fast(tmp_path, gz):
     assert "limit" in str(err) and path in str(err)
 
 
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gzip"])
+@pytest.mark.parametrize("dims", [(2 ** 24, 0, 2 ** 27, 2 ** 32 - 1), (0, 2 ** 31)])
+def test_empty_shape_with_huge_dimensions_is_refused(tmp_path, dims, gz):
+    # No data at all, but NumPy cannot even represent such a shape (found by
+    # tests/fuzz_atheris.py: NumPy's ValueError did not name the file).
+    path = write_bytes(tmp_path / "empty-huge", idx_bytes(0x0C, dims), gz)
+    with pytest.raises(ValueError, match="empty shape.*limit") as info:
+        ds.read_idx(path)
+    assert path in str(info.value)
+
+
 @pytest.mark.parametrize("code", [0x0E, 0x0C])
 def test_header_overflowing_64_bits_fails_fast(tmp_path, code):
     dims = (2 ** 32 - 1,) * 4  # product * itemsize overflows any fixed-width integer

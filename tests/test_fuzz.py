@@ -278,7 +278,8 @@ def _edit_zip_fields(rng, data):
     if field == "flags":
         value = old ^ (1 << rng.choice([0, 0, 3, 5, 5, 5, 6, 11, 11, 13, rng.randrange(16)]))
     elif field == "method":
-        value = rng.choice([1, 6, 8, 8, 9, 12, 12, 14, 14, 19, 93, 95, 98, 99, rng.randrange(65536)])
+        value = rng.choice([1, 6, 8, 8, 9, 12, 12, 14, 14, 19, 93, 95, 98, 99,
+                            rng.randrange(65536)])
     elif field == "version":
         value = rng.choice([0, 20, 45, 63, 64, 255, 65535])
     else:
@@ -437,7 +438,12 @@ def _idx_base(dtype, shape, gz, folder):
 def _edit_idx_header(rng, content):
     """The IDX header itself: magic, type code, dimension count, dimensions."""
     content = bytearray(content)
-    op = rng.randrange(4)
+    op = rng.randrange(5)
+    if op == 4:     # an empty dimension beside huge ones: no data, whatever the others say
+        dims = [rng.choice([1, 7, 2**16, 2**31, 2**32 - 1]) for _ in range(rng.randint(2, 4))]
+        dims[rng.randrange(len(dims))] = 0
+        header = bytes(content[:3]) + bytes([len(dims)])
+        return header + b"".join(d.to_bytes(4, "big") for d in dims), f"dims {dims}"
     if op == 0:
         pos = rng.randrange(2)
         content[pos] = rng.randrange(256)
