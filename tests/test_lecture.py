@@ -87,10 +87,10 @@ def check_deeper_not_better(r):
     s = r.numbers["sigmoid"]
     acc = dict(zip(depths, s["train_accuracy"]))
     ratio = dict(zip(depths, s["first_to_last"]))
-    assert acc[1] > 0.7                  # 0.775
-    assert acc[8] < 0.2                  # 0.103: chance is 0.1
-    # The first layer's share of the gradient falls with every layer: 1.1, 0.41, 0.019,
-    # 4e-5 at depths 1, 2, 4, 8.
+    assert acc[1] > 0.6                  # 0.743
+    assert acc[8] < 0.2                  # 0.098: chance is 0.1
+    # The first layer's share of the gradient falls with every layer: 0.94, 0.29, 0.016,
+    # 3.8e-5 at depths 1, 2, 4, 8.
     assert all(a > b for a, b in zip(s["first_to_last"], s["first_to_last"][1:]))
     assert ratio[8] < 1e-3
     # Layer by layer too: the 8-layer net's gradient norms grow towards the output.
@@ -101,9 +101,10 @@ def check_deeper_not_better(r):
 def check_relu_maxout(r):
     depths = r.numbers["depths"]
     i = depths.index(8)
-    assert r.numbers["sigmoid"]["train_accuracy"][i] < 0.2       # 0.103
+    assert r.numbers["sigmoid"]["train_accuracy"][i] < 0.2       # 0.098
     for kind in ("relu", "maxout"):
-        assert r.numbers[kind]["train_accuracy"][i] > 0.6        # 0.706 and 0.763
+        assert r.numbers[kind]["train_accuracy"][i] > 0.6        # 0.752 and 0.778
+        assert r.numbers[kind]["diverged"] == []
         # No vanishing: the first layer gets a gradient as large as the output's (~2-3x).
         assert all(x > 0.3 for x in r.numbers[kind]["first_to_last"])
 
@@ -182,6 +183,17 @@ def test_the_measured_sentence_is_written_from_the_numbers(lecture_run, one_thre
     assert other.numbers["L1"] != r.numbers["L1"]
     assert other.measured != r.measured
     CHECKS["l1_vs_l2"](other)
+
+
+def test_a_network_that_diverges_is_reported_not_fatal(one_thread):
+    # Learning rate 10: the maxout network's loss becomes NaN in its first epoch. The
+    # sweep stops that network (on_nan="stop"), keeps going and says so.
+    fn.set_num_threads(1)
+    r = lecture.relu_maxout(depths=(2,), width=32, epochs=2, n_train=1000,
+                            learning_rate=10.0, plot=False)
+    assert r.numbers["maxout"]["diverged"] == [2]
+    assert "Training diverged" in r.measured and "maxout with 2 hidden layers" in r.measured
+    json.dumps(report.jsonable(r.numbers), allow_nan=False)
 
 
 # -- the command -----------------------------------------------------------------------

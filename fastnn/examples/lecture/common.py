@@ -124,7 +124,7 @@ def compiled(model, optimizer):
 def first_to_last(grad_norm):
     """The first layer's gradient norm over the last layer's ({layer: norm}, in order)."""
     norms = list(grad_norm.values())
-    return norms[0] / norms[-1] if norms[-1] > 0 else math.inf
+    return norms[0] / norms[-1] if norms[-1] != 0 else math.inf
 
 
 def pyplot():

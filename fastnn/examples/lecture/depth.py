@@ -14,21 +14,34 @@ KIND_LABELS = {"sigmoid": "sigmoid", "relu": "ReLU", "maxout": "maxout"}
 def depth_sweep(kind, data, depths, width, epochs, n_train, learning_rate, batch_size,
                 seed):
     """Train one network per depth; {'train_accuracy': [...], 'test_accuracy': [...],
-    'grad_norm': [[per layer, input first]...], 'first_to_last': [...]} over depths."""
+    'grad_norm': [[per layer, input first]...], 'first_to_last': [...], 'diverged':
+    [depth...]} over depths. A network whose loss becomes NaN stops there (on_nan='stop')
+    and is listed in 'diverged' with the numbers it had reached."""
     x, y = data.train(n_train)
     xte, yte = data.test()
-    out = {"train_accuracy": [], "test_accuracy": [], "grad_norm": [], "first_to_last": []}
+    out = {"train_accuracy": [], "test_accuracy": [], "grad_norm": [], "first_to_last": [],
+           "diverged": []}
     for depth in depths:
         fn.set_seed(seed)
         model = compiled(classifier(kind, [width] * depth), fn.optimizers.SGD(learning_rate))
-        history = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0,
-                            monitor_gradients=True)
-        norms = history.history["grad_norm"][-1]
-        out["train_accuracy"].append(history.history["accuracy"][-1])
+        h = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0,
+                      monitor_gradients=True, on_nan="stop").history
+        if len(h["loss"]) < epochs or not np.isfinite(h["loss"][-1]):
+            out["diverged"].append(depth)
+        norms = h["grad_norm"][-1] if h.get("grad_norm") else {"first": np.nan, "last": np.nan}
+        out["train_accuracy"].append(h["accuracy"][-1])
         out["test_accuracy"].append(model.evaluate(xte, yte, batch_size=1000)[1])
         out["grad_norm"].append(list(norms.values()))
         out["first_to_last"].append(first_to_last(norms))
     return out
+
+
+def _divergence_note(sweeps):
+    """' (… diverged …)' naming the networks whose loss became NaN, or ''."""
+    parts = [f"{KIND_LABELS[k]} with {', '.join(map(str, s['diverged']))} hidden layers"
+             for k, s in sweeps.items() if s["diverged"]]
+    return (" Training diverged (NaN loss; its numbers are from where it stopped) for " +
+            "; ".join(parts) + ".") if parts else ""
 
 
 def _settings(depths, width, epochs, n_train, learning_rate, batch_size, seed, data):
@@ -39,7 +52,7 @@ def _settings(depths, width, epochs, n_train, learning_rate, batch_size, seed, d
 
 
 def deeper_not_better(data=None, depths=DEPTHS, width=128, epochs=5, n_train=None,
-                      learning_rate=0.1, batch_size=32, seed=0, plot=True):
+                      learning_rate=0.05, batch_size=32, seed=0, plot=True):
     """Training accuracy and per-layer gradient norms of sigmoid networks, by depth.
 
     Sigmoid networks of each depth in ``depths`` (hidden layers of ``width`` units),
@@ -63,6 +76,7 @@ def deeper_not_better(data=None, depths=DEPTHS, width=128, epochs=5, n_train=Non
                      f"output layer's in the {deep}-layer network against {ratio[0]:.1e} "
                      f"with {shallow}: a factor of about {factor:.2g} for every layer "
                      f"added.")
+    measured += _divergence_note({"sigmoid": sweep})
     rows = [[d, a, te, r] for d, a, te, r in zip(depths, acc, sweep["test_accuracy"], ratio)]
     table = Table("Sigmoid networks by depth (gradient norms: last epoch's average)",
                   ["hidden layers", "training accuracy", "test accuracy",
@@ -82,7 +96,7 @@ def deeper_not_better(data=None, depths=DEPTHS, width=128, epochs=5, n_train=Non
 
 
 def relu_maxout(data=None, depths=DEPTHS, width=128, epochs=5, n_train=None,
-                learning_rate=0.1, batch_size=32, seed=0, plot=True, compare=None):
+                learning_rate=0.05, batch_size=32, seed=0, plot=True, compare=None):
     """The same depths with sigmoid, ReLU and maxout units.
 
     The sweep of ``deeper_not_better`` with ReLU and with Maxout (2 pieces) units.
@@ -109,7 +123,7 @@ def relu_maxout(data=None, depths=DEPTHS, width=128, epochs=5, n_train=None,
                 f"was {ratio['sigmoid'][-1]:.1e}, {ratio['relu'][-1]:.1e} and "
                 f"{ratio['maxout'][-1]:.1e} times the output layer's. The best depth was "
                 f"{best['sigmoid']} for sigmoid, {best['relu']} for ReLU and "
-                f"{best['maxout']} for maxout.")
+                f"{best['maxout']} for maxout." + _divergence_note(sweeps))
     rows = [[d] + [acc[k][i] for k in sweeps] + [ratio[k][i] for k in sweeps]
             for i, d in enumerate(depths)]
     table = Table("Training accuracy and first / output layer gradient norm by depth",
