@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 from Cython.Build import cythonize
 
 KERNELS = ["blas", "dense", "activations", "losses", "metrics", "optim", "ops", "random",
-           "sparse", "norm"]
+           "sparse", "norm", "poisson"]
 
 checked = os.environ.get("FASTNN_BOUNDSCHECK", "0") == "1"
 directives = {

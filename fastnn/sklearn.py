@@ -47,9 +47,10 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from fastnn import layers as L
-from fastnn import optimizers, regularizers
+from fastnn import losses, optimizers, regularizers
 from fastnn._core import ops as _ops
 from fastnn._core import optim as _optim
+from fastnn._core import poisson as _poisson
 from fastnn._core import sparse as _sparse
 from fastnn.models import Sequential
 
@@ -57,7 +58,9 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 
 _STOCHASTIC_SOLVERS = ["sgd", "adam", "rmsprop", "adagrad"]
 _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-_OUTPUT = {"identity": "linear", "logistic": "sigmoid", "softmax": "softmax"}
+# The last layer's activation for each out_activation_; 'exp' (loss='poisson') keeps a
+# linear last layer z: the loss takes z (a log link) and predict returns exp(z).
+_OUTPUT = {"identity": "linear", "logistic": "sigmoid", "softmax": "softmax", "exp": "linear"}
 _LBFGS_CHUNK = 4096        # rows per forward/backward in the full-batch L-BFGS gradient
 _PREDICT_CHUNK = 1024      # rows per predict call (sparse rows are densified per chunk)
 
@@ -80,6 +83,17 @@ class SklearnAdam(optimizers.Adam):
 
 # Registered so that models using it save, load and unpickle by name.
 optimizers.CLASSES[SklearnAdam.name] = SklearnAdam
+
+
+class PoissonLogLink(losses.Loss):
+    """scikit-learn's Poisson loss for MLPRegressor(loss='poisson'): half the Poisson
+    deviance of mu = exp(z), from the linear output z (fastnn/_core/poisson.pyx):
+    lossᵢ = Σⱼ xlogy(y, y) − y·z − y + eᶻ, summed (not averaged) over the outputs."""
+    name = "sklearn_poisson"
+    target = "real"
+
+    def _values(self, p, y, sample_weight, grad, scale, per_sample):
+        return _poisson.poisson_log_link(p, y, sample_weight, grad, scale, per_sample)
 
 
 def _as_model_input(X, dtype):
@@ -208,6 +222,8 @@ class _BaseMLP(BaseEstimator):
             return 1.0, 1.0
         if self.out_activation_ == "logistic":
             return float(m), 1.0
+        if self.out_activation_ == "exp":
+            return 1.0, 1.0
         return m / 2.0, float(m)
 
     def _initialize(self, y, layer_units, dtype):
@@ -268,7 +284,7 @@ class _BaseMLP(BaseEstimator):
 
     def _compile(self, optimizer):
         loss = {"softmax": "categorical_crossentropy", "logistic": "binary_crossentropy",
-                "identity": "mse"}[self.out_activation_]
+                "identity": "mse", "exp": PoissonLogLink()}[self.out_activation_]
         self.model_.compile(loss=loss, optimizer=optimizer)
 
     def _new_optimizer(self):
@@ -562,16 +578,19 @@ class _BaseMLP(BaseEstimator):
         model = self.model_
         if not scipy.sparse.issparse(X):
             X = np.ascontiguousarray(X, dtype=model.dtype)
-            return model.predict(X, batch_size=min(X.shape[0], _PREDICT_CHUNK))
-        X = _as_model_input(X, model.dtype)
-        n = X.shape[0]
-        out = np.empty((n, model.output_dim), model.dtype)
-        buf = np.empty((min(n, _PREDICT_CHUNK), X.shape[1]), model.dtype)
-        for batch in gen_batches(n, _PREDICT_CHUNK):
-            rows = np.arange(batch.start, batch.stop, dtype=np.int64)
-            dense = buf[:rows.shape[0]]
-            _gather_rows(X, rows, dense)
-            out[batch] = model.predict(dense, batch_size=rows.shape[0])
+            out = model.predict(X, batch_size=min(X.shape[0], _PREDICT_CHUNK))
+        else:
+            X = _as_model_input(X, model.dtype)
+            n = X.shape[0]
+            out = np.empty((n, model.output_dim), model.dtype)
+            buf = np.empty((min(n, _PREDICT_CHUNK), X.shape[1]), model.dtype)
+            for batch in gen_batches(n, _PREDICT_CHUNK):
+                rows = np.arange(batch.start, batch.stop, dtype=np.int64)
+                dense = buf[:rows.shape[0]]
+                _gather_rows(X, rows, dense)
+                out[batch] = model.predict(dense, batch_size=rows.shape[0])
+        if self.out_activation_ == "exp":
+            np.exp(out, out=out)
         return out
 
     def _score_with_function(self, X, y, sample_weight, score_function):
@@ -711,8 +730,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer Perceptron regressor: scikit-learn's MLPRegressor, trained by fastnn.
 
     Parameters, attributes and methods are scikit-learn's (see
-    sklearn.neural_network.MLPRegressor); half the squared error is minimized with LBFGS,
-    SGD or Adam exactly as there. The fitted network is ``model_``, a fastnn.Sequential.
+    sklearn.neural_network.MLPRegressor); half the squared error (or, with
+    loss='poisson', half the Poisson deviance of exp(output)) is minimized with LBFGS, SGD
+    or Adam exactly as there. The fitted network is ``model_``, a fastnn.Sequential (with
+    loss='poisson' its output is log of the prediction).
 
     Extras: dropout (0.0), dtype (None = the data's), solver 'rmsprop' and 'adagrad'.
     """
@@ -744,12 +765,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return False
 
     def _output_activation(self):
-        if self.loss == "poisson":
-            raise NotImplementedError(
-                "fastnn.sklearn.MLPRegressor: loss='poisson' (an exp output with the Poisson "
-                "deviance) has no fastnn kernel yet; use loss='squared_error' or "
-                "sklearn.neural_network.MLPRegressor")
-        return "identity"
+        return "exp" if self.loss == "poisson" else "identity"
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,

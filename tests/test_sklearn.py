@@ -385,9 +385,19 @@ def test_unknown_solver_is_an_invalid_parameter():
         fsk.MLPRegressor().predict(XR)
 
 
-def test_poisson_is_refused_clearly():
-    with pytest.raises(NotImplementedError, match="poisson"):
-        fsk.MLPRegressor(loss="poisson").fit(XR, np.abs(YR))
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_poisson_regressor_follows_sklearn(solver):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 5))
+    y = rng.poisson(np.exp(0.5 * x[:, 0] - 0.3 * x[:, 1]))
+    kw = dict(loss="poisson", hidden_layer_sizes=(8,), max_iter=15, random_state=0,
+              solver=solver, learning_rate_init=0.01)
+    a, b = fit_both("MLPRegressor", x, y, **kw)
+    assert b.out_activation_ == "exp"
+    assert_same_fit(a, b)
+    np.testing.assert_allclose(b.predict(x), a.predict(x), rtol=1e-8)
+    w = rng.uniform(0.5, 2.0, len(y))
+    assert_same_fit(*fit_both("MLPRegressor", x, y, sample_weight=w, **kw))
 
 
 def test_import_fastnn_does_not_import_sklearn():
