@@ -3,6 +3,7 @@ settings, on Fashion-MNIST (the full set when fastnn finds it, else the shipped 
 
     python bench/sklearn_fit.py                       # 2 interleaved rounds, 10 epochs, adam
     python bench/sklearn_fit.py --rounds 3 --max-iter 5 --solver sgd --subset small
+    python bench/sklearn_fit.py --threads 1               # BLAS on one thread for both
 
 Each fit runs in a fresh process (one library per process: no shared BLAS pools or
 caches); rounds alternate the order (fastnn, sklearn / sklearn, fastnn). Both get the same
@@ -44,12 +45,15 @@ def load(subset):
 def child(args):
     """Fit one library's MLPClassifier once; print a JSON line with the results."""
     x, y, xt, yt, subset = load(args.subset)
+    if args.threads:
+        import fastnn as fn
+        fn.set_num_threads(args.threads)     # fastnn's threads and every BLAS (threadpoolctl)
     if args.impl == "fastnn":
         from fastnn.sklearn import MLPClassifier
     else:
         from sklearn.neural_network import MLPClassifier
     clf = MLPClassifier(hidden_layer_sizes=tuple(args.hidden), solver=args.solver,
-                        max_iter=args.max_iter, random_state=0,
+                        max_iter=args.max_iter, random_state=0, batch_size=args.batch_size,
                         **({"learning_rate_init": 0.01} if args.solver == "sgd" else {}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")        # ConvergenceWarning at max_iter
@@ -67,13 +71,18 @@ def main():
     parser.add_argument("--max-iter", type=int, default=10)
     parser.add_argument("--solver", default="adam", choices=["adam", "sgd", "lbfgs"])
     parser.add_argument("--hidden", type=int, nargs="+", default=[100])
+    parser.add_argument("--batch-size", default="auto",
+                        type=lambda s: s if s == "auto" else int(s))
     parser.add_argument("--subset", default="auto", choices=["auto", "full", "small"])
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads for fastnn and BLAS in both (default: all)")
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.impl:
         return child(args)
     common = ["--max-iter", str(args.max_iter), "--solver", args.solver, "--subset",
-              args.subset, "--hidden", *map(str, args.hidden)]
+              args.subset, "--threads", str(args.threads), "--batch-size",
+              str(args.batch_size), "--hidden", *map(str, args.hidden)]
     env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE) + os.pathsep +
                os.environ.get("PYTHONPATH", ""))
     results = []
@@ -94,8 +103,9 @@ def main():
         (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2
     first = results[0]
     print(f"MLPClassifier{tuple(args.hidden)} solver={args.solver} max_iter={args.max_iter} "
+          f"batch_size={args.batch_size} "
           f"on {first['fastnn']['train_rows']} Fashion-MNIST rows ({first['fastnn']['subset']}),"
-          f" float32, {args.rounds} interleaved rounds")
+          f" float32, {args.threads or 'all'} thread(s), {args.rounds} interleaved rounds")
     for impl in ("fastnn", "sklearn"):
         secs = sorted(r[impl]["seconds"] for r in results)
         print(f"  {impl:7s} fit {secs[len(secs) // 2]:8.2f} s (min {secs[0]:.2f}, max "

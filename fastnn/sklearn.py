@@ -63,6 +63,8 @@ _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "re
 _OUTPUT = {"identity": "linear", "logistic": "sigmoid", "softmax": "softmax", "exp": "linear"}
 _LBFGS_CHUNK = 4096        # rows per forward/backward in the full-batch L-BFGS gradient
 _PREDICT_CHUNK = 1024      # rows per predict call (sparse rows are densified per chunk)
+_NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain "
+               "large values and need to be preprocessed.")
 
 
 class SklearnAdam(optimizers.Adam):
@@ -260,7 +262,8 @@ class _BaseMLP(BaseEstimator):
         if self.dropout:
             model.seed = int(self._random_state.randint(np.iinfo(np.int32).max))
         self.model_ = model
-        self._compile(optimizers.SGD(0.0))
+        self._compile(optimizers.SGD(0.0))       # (the loss; the solver's comes in fit)
+        self.__dict__.pop("_optimizer_name", None)
         self._best_params = model._params.copy()
         if self.solver in _STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
@@ -324,8 +327,7 @@ class _BaseMLP(BaseEstimator):
         else:
             self._fit_lbfgs(X, y, sample_weight)
         if not np.isfinite(self.model_._params).all():
-            raise ValueError("Solver produced non-finite parameter weights. The input data "
-                             "may contain large values and need to be preprocessed.")
+            raise ValueError(_NON_FINITE)
         return self
 
     def _prepared(self, X, y, sample_weight):
@@ -496,15 +498,15 @@ class _BaseMLP(BaseEstimator):
             else:
                 _ops.gather_weights(sample_weight, idx, ws.sw)
                 sw_sum = float(ws.sw.sum(dtype=np.float64))
+                if sw_sum == 0:      # as np.average in scikit-learn's loss functions
+                    raise ZeroDivisionError("Weights sum to zero, can't be normalized")
                 ws.sw *= weight * n / sw_sum
                 sw = ws.sw
             for reg in regs:
                 reg.l2 = 0.5 * self.alpha / sw_sum
             data, penalty = model._batch_gradients(ws.x, ws, ws.y, sw, epoch, step)
             if model._apply_gradients(data + penalty) != "ok":
-                raise ValueError("Solver produced non-finite parameter weights. The input "
-                                 "data may contain large values and need to be "
-                                 "preprocessed.")
+                raise ValueError(_NON_FINITE)
             accumulated += (data / divisor + penalty) * n
         model.epochs_trained += 1
         return accumulated

@@ -359,6 +359,8 @@ XR, YR = regression(60)
     lambda m: m.MLPClassifier(max_iter=0).fit(X3, Y3),
     lambda m: m.MLPClassifier(early_stopping=True, validation_fraction=0.01).fit(X3, Y3),
     lambda m: m.MLPClassifier().fit(X3, Y3, sample_weight=np.ones(5)),
+    lambda m: m.MLPClassifier().fit(X3, Y3, sample_weight=np.zeros(len(Y3))),
+    lambda m: m.MLPClassifier(batch_size=10).fit(X3, Y3, sample_weight=np.arange(60) < 5),
     lambda m: m.MLPClassifier().predict(X3),
     lambda m: m.MLPClassifier(max_iter=2).fit(X3, Y3).predict(X3[:, :3]),
     lambda m: m.MLPClassifier().partial_fit(X3, Y3),

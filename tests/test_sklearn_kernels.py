@@ -128,3 +128,32 @@ def test_poisson_log_link_refuses_bad_shapes():
         _poisson.poisson_log_link(z, z, np.ones(2), np.empty((3, 2)), 1.0)
     with pytest.raises(ValueError, match="per_sample"):
         _poisson.poisson_log_link(z, z, np.empty(0), np.empty((3, 2)), 1.0, np.empty(2))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,k,m", [(1, 1, 1), (7, 33, 7), (5, 8, 4), (3, 1000, 3)])
+def test_dense_backward_pure_l2_path(dtype, n, k, m):
+    """dense_backward with l1 = 0 takes the pure-L2 loop (four partial sums, no sign term;
+    added for scikit-learn's alpha): penalty and gradients against NumPy, sizes with
+    every remainder mod 4."""
+    from fastnn._core import dense
+    rng = np.random.default_rng(n * k * m)
+    x = rng.standard_normal((n, k)).astype(dtype)
+    w = rng.standard_normal((k, m)).astype(dtype)
+    b = rng.standard_normal(m).astype(dtype)
+    out = np.empty((n, m), dtype)
+    dense.dense_forward(x, w, b, out, np.empty((0, m), dtype), 0)      # linear
+    dz = rng.standard_normal((n, m)).astype(dtype)
+    grad_w, grad_b = np.full((k, m), np.nan, dtype), np.full(m, np.nan, dtype)
+    kl2, bl2 = 0.25, 0.75                                 # exact in float32
+    pen = dense.dense_backward(x, w, b, out, dz.copy(), grad_w, grad_b,
+                               np.empty((0, k), dtype), 0, 0.0, 0.0, kl2, 0.0, bl2)
+    w64, b64, x64, dz64 = (a.astype(np.float64) for a in (w, b, x, dz))
+    # The penalty sums in double (float32: squares rounded to float32 first, ~6e-8
+    # relative each); the gradients carry the GEMM's float32 rounding.
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(pen, kl2 * (w64 ** 2).sum() + bl2 * (b64 ** 2).sum(),
+                               rtol=tol)
+    np.testing.assert_allclose(grad_w, x64.T @ dz64 + 2 * kl2 * w64, rtol=tol, atol=tol * k)
+    np.testing.assert_allclose(grad_b, dz64.sum(axis=0) + 2 * bl2 * b64, rtol=tol,
+                               atol=tol * n)
