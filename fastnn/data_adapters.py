@@ -402,6 +402,8 @@ class ArrayAdapter:
                 x, index = x[index], None  # in memory already: a copy of these rows
         self.x, self.y, self.sw, self.index = x, y, sw, index
         self.num_samples = index.shape[0] if index is not None else x.shape[0]
+        if batch_size is None:   # Keras: steps alone set the batch size (one pass)
+            batch_size = -(-self.num_samples // steps) if steps else 32
         self.batch_size = min(batch_size, self.num_samples)
         full = -(-self.num_samples // self.batch_size)
         if steps is not None and steps > full:

@@ -798,7 +798,8 @@ class Sequential:
             validation_batch_size=None, monitor_gradients=False, on_nan="raise"):
         """Train for epochs - initial_epoch epochs of minibatch gradient descent.
 
-        x (n, features), y: targets for the loss (see compile). batch_size defaults to 32;
+        x (n, features), y: targets for the loss (see compile). batch_size defaults to 32
+        (with steps_per_epoch=k and arrays: ceil(n / k), one pass in k steps, as Keras);
         a batch_size larger than the data trains on one batch per epoch. The data is
         shuffled every epoch (seeded: the order is a function of the model's seed and the
         epoch, so resuming with initial_epoch repeats what an uninterrupted run does).
@@ -836,8 +837,8 @@ class Sequential:
         each metric, and their 'val_' versions per epoch, plus 'samples_per_second'.
         """
         self._require_compiled("fit")
-        batch_size = 32 if batch_size is None else v.positive_int("fit: batch_size",
-                                                                  batch_size)
+        batch_size = None if batch_size is None else v.positive_int("fit: batch_size",
+                                                                    batch_size)
         epochs = v.positive_int("fit: epochs", epochs, minimum=0)
         initial_epoch = v.positive_int("fit: initial_epoch", initial_epoch, minimum=0)
         validation_split = v.real("fit: validation_split", validation_split, 0, 1,
@@ -1108,8 +1109,8 @@ class Sequential:
         """
         self._require_compiled("evaluate")
         self._require_built("evaluate")
-        batch_size = 32 if batch_size is None else v.positive_int("evaluate: batch_size",
-                                                                  batch_size)
+        batch_size = None if batch_size is None else v.positive_int("evaluate: batch_size",
+                                                                    batch_size)
         if steps is not None:
             steps = v.positive_int("evaluate: steps", steps)
         data = data_adapters.adapter(self, "evaluate", x, y, sample_weight, batch_size,
@@ -1129,8 +1130,8 @@ class Sequential:
         x is used); steps: batches to predict (None: all). Safe to call from several
         threads at once."""
         self._require_built("predict")
-        batch_size = 32 if batch_size is None else v.positive_int("predict: batch_size",
-                                                                  batch_size)
+        batch_size = None if batch_size is None else v.positive_int("predict: batch_size",
+                                                                    batch_size)
         if steps is not None:
             steps = v.positive_int("predict: steps", steps)
         return self._predict(data_adapters.adapter(self, "predict", x, None, None,

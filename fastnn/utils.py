@@ -6,8 +6,10 @@ from fastnn._random import set_seed as set_random_seed
 from fastnn.data_adapters import PyDataset
 from fastnn.datasets import to_categorical
 
-__all__ = ["to_categorical", "normalize", "set_random_seed", "PyDataset", "float64_copy",
-           "check_gradients"]
+Sequence = PyDataset   # Keras 3 exports PyDataset under its Keras 2 name too
+
+__all__ = ["to_categorical", "normalize", "set_random_seed", "PyDataset", "Sequence",
+           "float64_copy", "check_gradients"]
 
 
 def normalize(x, axis=-1, order=2):

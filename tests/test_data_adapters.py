@@ -658,7 +658,7 @@ def test_keras_namespaces(tmp_path):
     fn.set_seed(5)
     b = fn.Sequential([L.Dense(3, input_dim=2)]).get_weights()
     assert all(np.array_equal(p, q) for p, q in zip(a, b))
-    assert fn.utils.PyDataset is fn.data_adapters.PyDataset
+    assert fn.utils.PyDataset is fn.data_adapters.PyDataset is fn.utils.Sequence
 
 
 @pytest.mark.parametrize("axis,order", [(-1, 2), (0, 2), (1, 1), (-1, np.inf), (None, 2)])
@@ -761,3 +761,31 @@ def test_class_weight_and_gradient_monitor_with_a_generator():
     b.fit(scaled(x), y, batch_size=20, shuffle=False, class_weight=cw, verbose=0)
     assert same_weights(a, b)
     assert any(k.startswith("grad_") for k in ha.history)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_streams_in_both_model_dtypes(dtype):
+    x, y = make_data()
+    xf = x / 255.0                                  # float64 batches
+    ref = make_model(dtype)
+    ref.fit(xf.astype(dtype), y, batch_size=24, epochs=2, shuffle=False, verbose=0)
+    for data in (lambda: batches_of(xf, y, 24, repeat=2), lambda: Batches(xf, y, 24)):
+        model = make_model(dtype)
+        model.fit(data(), steps_per_epoch=5, epochs=2, shuffle=False, verbose=0)
+        assert same_weights(model, ref)
+        out = model.predict(Batches(xf, y, 24))
+        assert out.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(out, ref.predict(xf.astype(dtype), batch_size=24))
+
+
+def test_steps_alone_set_the_batch_size_for_arrays():
+    # Keras: with arrays, steps_per_epoch=k and no batch_size make one pass in k batches.
+    x, y = make_data()
+    a, b = make_model(), make_model()
+    ha = a.fit(scaled(x), y, steps_per_epoch=7, epochs=2, validation_data=(x, y),
+               validation_steps=3, verbose=0)
+    hb = b.fit(scaled(x), y, batch_size=18, epochs=2, validation_data=(x, y),
+               validation_batch_size=40, verbose=0)
+    assert ha.history["loss"] == hb.history["loss"]
+    assert ha.history["val_loss"] == hb.history["val_loss"]
+    assert a.evaluate(x, y, steps=4) == a.evaluate(x, y, batch_size=30)
