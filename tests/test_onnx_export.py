@@ -475,6 +475,27 @@ def test_float64_estimator_exports_float32_by_default(case, tmp_path):
         assert_labels_match(out[0], est, x, proba, 1e-5)
 
 
+def test_estimator_with_dropout_and_sparse_training_exports(tmp_path):
+    # fastnn's extra dropout= puts Dropout layers in model_ (the identity here); training
+    # on sparse rows changes nothing in the exported graph.
+    import warnings
+    import scipy.sparse
+    from sklearn.exceptions import ConvergenceWarning
+    x = features()
+    est = sk().MLPClassifier(hidden_layer_sizes=(16, 8), dropout=0.3, max_iter=30,
+                             random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(scipy.sparse.csr_matrix(x), targets("multiclass", x))
+    assert any(isinstance(layer, L.Dropout) for layer in est.model_.layers)
+    path = tmp_path / "m.onnx"
+    est.export(path, zipmap=False, dtype="float64")
+    xt = features(1000, seed=1)
+    label, proba = run_estimator(path, xt)
+    np.testing.assert_allclose(proba, est.predict_proba(xt), rtol=1e-9, atol=1e-9)
+    assert_labels_match(label, est, xt, proba, 1e-9)
+
+
 def test_estimator_input_name_opset_and_metadata(tmp_path):
     est = fitted("multiclass")
     path = tmp_path / "m.onnx"
