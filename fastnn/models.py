@@ -84,7 +84,7 @@ class Sequential:
     per call, not per batch.
     """
 
-    def __init__(self, layers=None, dtype=None, name="sequential"):
+    def __init__(self, layers=None, dtype=None, name="sequential", trainable=True):
         # An fn.Input(dtype='float64') chooses the dtype of a model made without one.
         self._dtype_given = dtype is not None
         if dtype is None:
@@ -132,6 +132,8 @@ class Sequential:
                                 f"{type(layers).__name__}")
             for layer in layers:
                 self.add(layer)
+        if trainable is not True:
+            self.trainable = trainable     # (Keras's argument: sets every layer's flag)
 
     # ---------------------------------------------------------------- structure --
     def add(self, layer):

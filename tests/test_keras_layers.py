@@ -386,6 +386,9 @@ def test_trainable_takes_effect_at_compile_as_in_keras():
     model.fit(x, y, epochs=1, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     assert model.trainable_weights == [] and not model.layers[1].trainable
+    frozen = fn.Sequential([L.Dense(3, input_dim=2)], trainable=False)
+    assert not frozen.trainable and not frozen.layers[0].trainable
+    assert fn.Sequential.from_config(frozen.get_config()).trainable is False
     with pytest.raises(TypeError, match=r"trainable must be True or False"):
         model.layers[0].trainable = "no"
 
