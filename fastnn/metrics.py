@@ -655,6 +655,20 @@ def check(identifier, loss):
         _named(identifier).check(loss.target)
 
 
+def check_all(identifiers, loss):
+    """check() each compile() entry, and refuse two with the same name (their logs would
+    overwrite each other)."""
+    names = {}
+    for identifier in identifiers:
+        check(identifier, loss)
+        name = identifier.name if isinstance(identifier, Metric) else \
+            ("accuracy" if identifier == "acc" else identifier)
+        if name in names:
+            raise ValueError(f"compile: metrics {names[name]!r} and {identifier!r} have the "
+                             f"same name {name!r}; give one another name=")
+        names[name] = identifier
+
+
 def get(identifier, loss, output_width):
     """The built metric for a compile() entry (already check()ed): a new one for a name,
     the object itself for a Metric (as Keras uses it)."""

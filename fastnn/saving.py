@@ -102,8 +102,9 @@ def describe(model, strict=True):
     doc is the JSON-able fastnn.json document, arrays {entry name without '.npy': flat
     array (a live view)} the parameters and optimizer slots. Built or not, compiled or
     not. What cannot be described as data (a custom loss, a learning rate that is an
-    arbitrary callable) raises ValueError when strict (files), and is returned in objects
-    {'loss', 'learning_rate'} otherwise (pickling carries those objects as they are).
+    arbitrary callable, a custom metric) raises ValueError when strict (files), and is
+    returned in objects {'loss', 'learning_rate', 'metrics'} otherwise (pickling carries
+    those objects as they are).
     save_model writes exactly this, and build_model(doc, arrays, objects) rebuilds it.
     """
     doc = _description(model, "model")
@@ -127,9 +128,14 @@ def describe(model, strict=True):
                 raise
             objects["loss"] = model.loss
             loss = None
-        doc["compile"] = {"loss": loss,
-                          "metrics": [metrics.serialize(m) for m in model._metric_names],
-                          "optimizer": config}
+        try:
+            metric_docs = [metrics.serialize(m) for m in model._metric_names]
+        except ValueError:
+            if strict:
+                raise
+            objects["metrics"] = list(model._metric_names)
+            metric_docs = []
+        doc["compile"] = {"loss": loss, "metrics": metric_docs, "optimizer": config}
         state = opt.variables()
         slots = [k for k, v in state.items() if k != "iterations" and v.shape[0] > 0]
         doc["optimizer"] = {"iterations": int(state["iterations"]), "slots": slots}
@@ -444,8 +450,8 @@ def load_model(path, compile=True):
 
 def _restore_compile(model, doc, read_slot, path, objects=None):
     """Compile model as doc["compile"] says and restore the optimizer state; read_slot(name)
-    returns the slot's flat array (from a file, or from memory). objects: the loss and/or
-    learning rate describe(strict=False) could not describe as data."""
+    returns the slot's flat array (from a file, or from memory). objects: the loss,
+    learning rate and/or metrics describe(strict=False) could not describe as data."""
     from fastnn import losses, optimizers
     from fastnn import metrics as metrics_module
     objects = objects or {}
@@ -462,8 +468,9 @@ def _restore_compile(model, doc, read_slot, path, objects=None):
             optimizer.learning_rate = objects["learning_rate"]
         if "loss" not in objects:
             loss = losses.deserialize(loss)
-        model.compile(loss=loss, optimizer=optimizer,
-                      metrics=[metrics_module.deserialize(m) for m in metrics])
+        if "metrics" not in objects:
+            metrics = [metrics_module.deserialize(m) for m in metrics]
+        model.compile(loss=loss, optimizer=optimizer, metrics=objects.get("metrics", metrics))
     except (TypeError, ValueError, KeyError) as e:
         raise ModelFileError(f"{path}: invalid compile settings: {e}") from None
     state_doc = _field(doc, "optimizer", dict, path)

@@ -551,3 +551,40 @@ def test_update_state_validates():
     c.update_state([[0, 1]], [[0.2, 0.8]])
     with pytest.raises(ValueError, match=r"y_pred has 3 outputs but the metric was built for 2"):
         c.update_state([[0, 1, 0]], [[0.2, 0.7, 0.1]])
+
+
+def test_two_metrics_with_one_name_are_refused():
+    model = fn.Sequential([L.Dense(3, input_dim=2)])
+    with pytest.raises(ValueError, match=r"have the same name 'precision'"):
+        model.compile(loss="mse", metrics=["precision", M.Precision(class_id=1)])
+    with pytest.raises(ValueError, match=r"have the same name 'accuracy'"):
+        model.compile(loss="mse", metrics=["acc", "accuracy"])
+
+
+class _MeanPrediction(M.Metric):
+    """A user's metric (NumPy inside): the mean of the predictions."""
+    name = "mean_prediction"
+
+    def reset_state(self):
+        self.total = self.count = 0.0
+
+    def update_batch(self, p, y, sample_weight=None):
+        self.total += float(p.sum())
+        self.count += p.size
+
+    def result(self):
+        return self.total / self.count if self.count else 0.0
+
+
+def test_custom_metric_trains_pickles_and_cannot_be_saved(tmp_path):
+    import pickle
+    x, y = _data()
+    model = _classifier(["accuracy", _MeanPrediction()])
+    history = model.fit(x, y, epochs=1, verbose=0)
+    # a softmax's outputs average 1/3 per entry
+    assert history.history["mean_prediction"][0] == pytest.approx(1 / 3, rel=1e-5)
+    twin = pickle.loads(pickle.dumps(model))
+    assert isinstance(twin.metrics[1], _MeanPrediction)
+    assert twin.evaluate(x, y) == model.evaluate(x, y)
+    with pytest.raises(ValueError, match=r"save: custom metric"):
+        model.save(tmp_path / "m.fnn")
