@@ -15,8 +15,9 @@ minibatch at a time (fastnn/_core/sparse.pyx), never as a whole.
 
 Extras, keyword parameters whose defaults change nothing: ``dropout`` (rate of a Dropout
 layer after each hidden layer; stochastic solvers only), ``dtype`` (None: the data's,
-float32 or float64, as scikit-learn does) and solvers 'rmsprop' and 'adagrad' (fastnn's,
-with learning_rate_init and epsilon; like 'adam', they ignore learning_rate schedules).
+float32 or float64, as scikit-learn does) and solvers 'rmsprop', 'adagrad', 'nadam' and
+'adamax' (fastnn's rules, with learning_rate_init and epsilon, and beta_1, beta_2 for the
+last two; like 'adam', they ignore learning_rate schedules).
 
 scikit-learn is needed for this module only (pip install scikit-learn); fastnn itself does
 not depend on it.
@@ -56,7 +57,7 @@ from fastnn.models import Sequential
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-_STOCHASTIC_SOLVERS = ["sgd", "adam", "rmsprop", "adagrad"]
+_STOCHASTIC_SOLVERS = ["sgd", "adam", "rmsprop", "adagrad", "nadam", "adamax"]
 _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 # The last layer's activation for each out_activation_; 'exp' (loss='poisson') keeps a
 # linear last layer z: the loss takes z (a log link) and predict returns exp(z).
@@ -300,7 +301,11 @@ class _BaseMLP(BaseEstimator):
                                beta_2=self.beta_2, epsilon=self.epsilon)
         if self.solver == "rmsprop":
             return optimizers.RMSprop(self.learning_rate_init, epsilon=self.epsilon)
-        return optimizers.Adagrad(self.learning_rate_init, epsilon=self.epsilon)
+        if self.solver == "adagrad":
+            return optimizers.Adagrad(self.learning_rate_init, epsilon=self.epsilon)
+        rule = optimizers.Nadam if self.solver == "nadam" else optimizers.Adamax
+        return rule(self.learning_rate_init, beta_1=self.beta_1, beta_2=self.beta_2,
+                    epsilon=self.epsilon)
 
     # ---------------------------------------------------------------------- fitting --
     def _fit(self, X, y, sample_weight=None, incremental=False):
@@ -629,7 +634,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     SGD or Adam exactly as there. The fitted network is ``model_``, a fastnn.Sequential;
     ``coefs_`` and ``intercepts_`` are live views of its weights.
 
-    Extras: dropout (0.0), dtype (None = the data's), solver 'rmsprop' and 'adagrad'.
+    Extras: dropout (0.0), dtype (None = the data's), solver 'rmsprop', 'adagrad',
+    'nadam', 'adamax'.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
@@ -737,7 +743,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     or Adam exactly as there. The fitted network is ``model_``, a fastnn.Sequential (with
     loss='poisson' its output is log of the prediction).
 
-    Extras: dropout (0.0), dtype (None = the data's), solver 'rmsprop' and 'adagrad'.
+    Extras: dropout (0.0), dtype (None = the data's), solver 'rmsprop', 'adagrad',
+    'nadam', 'adamax'.
     """
 
     _parameter_constraints: dict = {

@@ -303,9 +303,10 @@ def test_extras():
         single = fsk.MLPClassifier((16,), dtype="float32", **kw).fit(x, y)
         assert single.model_.dtype == np.float32 and single.coefs_[0].dtype == np.float32
         assert abs(single.score(x, y) - plain.score(x, y)) < 0.05
-        for solver in ("rmsprop", "adagrad"):
+        for solver in ("rmsprop", "adagrad", "nadam", "adamax"):
             est = fsk.MLPClassifier((16,), solver=solver, **kw).fit(x, y)
             assert est.score(x, y) > 0.8 and len(est.loss_curve_) == est.n_iter_
+            assert type(est.model_.optimizer).__name__.lower() == solver
     with pytest.raises(ValueError, match="dropout=0.5 needs a stochastic solver"):
         fsk.MLPClassifier(solver="lbfgs", dropout=0.5).fit(x, y)
 
