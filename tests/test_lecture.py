@@ -214,7 +214,8 @@ def test_one_experiment_prints_its_tables(capsys, one_thread, tmp_path):
 
 
 @pytest.mark.parametrize("argv", [[], ["no_such_experiment"], ["all", "--threads", "0"],
-                                  ["all", "--data", "medium"]])
+                                  ["all", "--data", "medium"], ["optimizers", "--seed", "-1"],
+                                  ["optimizers", "--quick", "--threads", "two"]])
 def test_bad_command_lines_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)

@@ -51,7 +51,7 @@ def _listing():
     return "\n".join(lines)
 
 
-def _meta(args, data, seconds):
+def _meta(args, argv, data, seconds):
     try:
         import matplotlib
         plotting = f"matplotlib {matplotlib.__version__}"
@@ -63,12 +63,13 @@ def _meta(args, data, seconds):
             "threads": fn.get_num_threads(), "seed": args.seed,
             "size": "quick" if args.quick else "default", "data": data.label,
             "plots": plotting, "total seconds": round(seconds, 1),
-            "command": "fastnn-lecture " + " ".join(sys.argv[1:]) if sys.argv else ""}
+            "command": " ".join(["fastnn-lecture", *argv])}
 
 
 def main(argv=None):
     """Run the command; returns the list of Results (empty for --list)."""
     p = parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     if args.list:
         print(_listing())
@@ -81,10 +82,12 @@ def main(argv=None):
         p.error(f"unknown experiment(s) {', '.join(unknown)}; see --list")
     if args.threads < 1:
         p.error("--threads must be >= 1")
+    if args.seed < 0:
+        p.error("--seed must be >= 0")
     fn.set_num_threads(args.threads)
     data = load_data(args.data)
     plot = not args.no_plot and args.out is not None
-    if args.out is not None and not args.no_plot and pyplot()[0] is None:
+    if plot and pyplot()[0] is None:
         print(f"no figures: {pyplot()[1]}")
     print(f"Fashion-MNIST: {data.label} ({len(data.x_train):,} training, "
           f"{len(data.x_test):,} test images); {fn.get_num_threads()} threads, seed "
@@ -98,7 +101,8 @@ def main(argv=None):
     seconds = time.perf_counter() - start
     print(f"{len(results)} experiment(s) in {seconds:.1f} s")
     if args.out is not None:
-        paths = report.write(list(results.values()), args.out, _meta(args, data, seconds))
+        paths = report.write(list(results.values()), args.out,
+                             _meta(args, argv, data, seconds))
         print(f"wrote {os.path.join(args.out, report.PAGE)} and {len(paths) - 1} more "
               f"file(s) in {args.out}")
     elif not args.no_plot:

@@ -8,7 +8,7 @@ fastnn.plot's lazy import (Agg backend, nothing on screen).
 import io
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

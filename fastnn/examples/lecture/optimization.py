@@ -77,7 +77,8 @@ def optimizers(data=None, names=NAMES, n_train=None, hidden=256, epochs=5, batch
                 on_train_batch_end=lambda b, logs: batch_losses.append(logs["batch_loss"]))
             history = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0,
                                 callbacks=[record])
-            fashion[name] = {"learning_rate": optimizer.learning_rate, "batch_loss": batch_losses,
+            fashion[name] = {"learning_rate": optimizer.learning_rate,
+                             "batch_loss": batch_losses,
                              "final_epoch_loss": history.history["loss"][-1],
                              "test_accuracy": model.evaluate(*data.test(),
                                                              batch_size=1000)[1]}
@@ -87,16 +88,16 @@ def optimizers(data=None, names=NAMES, n_train=None, hidden=256, epochs=5, batch
                           "steps_to_target": steps_to(losses, target * losses[0])}
     reached = {n: q["steps_to_target"] for n, q in quad.items()}
     best_fashion = min(names, key=lambda n: fashion[n]["final_epoch_loss"])
-    fastest = [n for n in names if reached[n] is not None]
-    fastest.sort(key=lambda n: reached[n])
 
     def when(n):
         return f"{reached[n]} steps" if reached[n] is not None else f"not within {steps}"
 
     measured = (f"On Fashion-MNIST the lowest last-epoch training loss after {epochs} epochs "
-                f"was {LABELS[best_fashion]}'s ({fashion[best_fashion]['final_epoch_loss']:.3f}"
-                f"; SGD {fashion['sgd']['final_epoch_loss']:.3f}). " if "sgd" in names else "")
-    measured += (f"On the quadratic with condition number {condition:g}, the loss fell to "
+                f"was {LABELS[best_fashion]}'s "
+                f"({fashion[best_fashion]['final_epoch_loss']:.3f}")
+    if "sgd" in names and best_fashion != "sgd":
+        measured += f"; SGD's was {fashion['sgd']['final_epoch_loss']:.3f}"
+    measured += (f"). On the quadratic with condition number {condition:g}, the loss fell to "
                  f"{target:g} of its start in " +
                  ", ".join(f"{when(n)} ({LABELS[n]})" for n in names) + ".")
     if "sgd" in names and "momentum" in names and reached["momentum"] is not None:
