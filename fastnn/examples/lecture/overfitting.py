@@ -82,7 +82,7 @@ def _draw(plt, d):
         ax.plot(epochs, run["val_accuracy"], "s-", ms=3, label="held-out")
         ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title=run["label"])
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="center right")      # the curves sit near 0.1 or above 0.7
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     return fig
