@@ -19,6 +19,7 @@ _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from fastnn import (activations, callbacks, datasets, initializers, layers, losses, metrics,
                     optimizers, plot, recipe, regularizers, schedules, utils)
+from fastnn import distributed   # data-parallel fit over MPI (mpi4py imported on use)
 from fastnn._random import set_seed
 from fastnn._threads import get_num_threads, set_num_threads
 from fastnn.layers import Input
@@ -31,5 +32,5 @@ __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Input", "load_model", "ModelFileError", "activations", "callbacks", "datasets", "initializers", "layers",
            "losses", "metrics", "optimizers", "plot", "recipe", "regularizers", "schedules",
-           "utils", "set_seed",
+           "utils", "distributed", "set_seed",
            "set_num_threads", "get_num_threads", "__version__"]

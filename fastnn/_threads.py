@@ -3,9 +3,13 @@
 fastnn's own kernels are single-threaded loops with the GIL released; all parallelism is
 inside BLAS (scipy's OpenBLAS, which `scipy.linalg.cython_blas` calls). So one knob is
 enough: `set_num_threads(n)` sets BLAS's thread count through threadpoolctl. The default,
-applied the first time a model is built, is the number of CPUs this process may really use:
-the affinity mask and a cgroup (container) CPU quota are respected, not just the host's
-core count, so BLAS does not oversubscribe a container.
+applied the first time a model is built, is this process's share of the CPUs
+(`default_threads`): the CPUs it may really use (the affinity mask and a cgroup (container)
+CPU quota, not just the host's core count), divided among the MPI ranks of a data-parallel
+job on this node, and never more than an explicit OPENBLAS_NUM_THREADS / OMP_NUM_THREADS
+or, inside a Dask worker, the worker's thread count (Dask's nanny also sets
+OPENBLAS_NUM_THREADS=1 in its workers). So neither a container, nor K ranks on one node,
+nor a node full of Dask workers is oversubscribed.
 
 The other parallel part is fastnn's optimizer update (and the finiteness check), split in
 chunks over the same number of threads (fastnn/_parallel.py): Python threads that block,
@@ -14,10 +18,14 @@ OPENBLAS_THREAD_TIMEOUT=4 at import unless it is already set (see fastnn/__init_
 """
 import math
 import os
+import sys
 
 from threadpoolctl import threadpool_info, threadpool_limits
 
-_state = {"threads": None, "limiter": None}
+# threads: the count in force; by_user: set through set_num_threads (a default is re-derived
+# when the CPU share changes, a user's choice never); node_ranks: processes sharing the
+# node's CPUs (the MPI ranks of a data-parallel job on it).
+_state = {"threads": None, "limiter": None, "by_user": False, "node_ranks": 1}
 
 
 def available_cpus():
@@ -54,6 +62,51 @@ def _cgroup_quota():
     return None
 
 
+def _environment_limit():
+    """The thread count OpenBLAS would take from the environment (its own precedence:
+    OPENBLAS_NUM_THREADS, then OMP_NUM_THREADS), or None when neither is a positive
+    integer."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
+def _dask_worker_threads():
+    """The thread count of the Dask worker running this code, or None outside one
+    (distributed is looked at only if it is already imported)."""
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return None
+    try:
+        worker = distributed.get_worker()
+    except (ValueError, AttributeError):
+        return None
+    state = getattr(worker, "state", None)
+    nthreads = getattr(state, "nthreads", None) or getattr(worker, "nthreads", None)
+    return nthreads if isinstance(nthreads, int) and nthreads > 0 else None
+
+
+def default_threads():
+    """The default thread count: this process's share of the CPUs (see the module
+    docstring)."""
+    n = max(1, available_cpus() // _state["node_ranks"])
+    for limit in (_environment_limit(), _dask_worker_threads()):
+        if limit is not None:
+            n = min(n, limit)
+    return n
+
+
+def share_node(ranks):
+    """``ranks`` processes share this node's CPUs (fastnn.distributed calls it with the
+    MPI ranks on the node): the default thread count becomes the share of one, also if
+    it was applied already, unless the user chose a count."""
+    _state["node_ranks"] = max(1, int(ranks))
+    if _state["threads"] is not None and not _state["by_user"]:
+        _apply(default_threads())
+
+
 def set_num_threads(n):
     """Use n threads for every BLAS call fastnn makes (and NumPy/SciPy's BLAS with it).
 
@@ -64,6 +117,12 @@ def set_num_threads(n):
     n = int(n)
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    previous = _apply(n)
+    _state["by_user"] = True
+    return previous
+
+
+def _apply(n):
     import fastnn._core.blas  # noqa: F401  (the kernels load the BLAS that they call)
     previous = _state["threads"]
     _state["limiter"] = threadpool_limits(limits=n, user_api="blas")
@@ -80,7 +139,7 @@ def get_num_threads():
 def ensure_default():
     """Apply the default thread count once, unless the user already chose one."""
     if _state["threads"] is None:
-        set_num_threads(available_cpus())
+        _apply(default_threads())
 
 
 def blas_info():

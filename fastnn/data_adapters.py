@@ -25,6 +25,7 @@ early ends the epoch, warns and stops training after it.
 """
 import collections
 import concurrent.futures
+import copy
 import itertools
 import mmap
 import queue
@@ -281,6 +282,7 @@ class _Staging:
 
 
 _ITEM, _END, _ERROR = 0, 1, 2
+_EMPTY_SHARE = (None, None, None, None)   # a data-parallel rank's empty share of a batch
 
 
 class Prefetcher:
@@ -414,6 +416,41 @@ class ArrayAdapter:
         self.num_batches = full if steps is None else min(steps, full)
         self.exhausted = False
         self.ran_out = False
+        self._share = None
+
+    def shard(self, share):
+        """This rank's part of the data in a data-parallel fit (fastnn/distributed.py);
+        share(n) -> (lo, hi) gives the rows of n that this rank takes.
+
+        Training: every epoch has the same global batches, of which this rank gets rows
+        [lo, hi); an empty share comes as (None, None, None, None), a step the rank must
+        still take part in. Evaluation: the rows of the pass are split once (None when
+        this rank's part is empty)."""
+        part = copy.copy(self)
+        if self.training:
+            part._share = share
+            return part
+        lo, hi = share(min(self.num_samples, self.num_batches * self.batch_size))
+        if hi == lo:
+            return None
+        if self.lazy:
+            part.index = self.index[lo:hi] if self.index is not None else \
+                np.arange(lo, hi, dtype=np.int64)
+        else:
+            part.x = self.x[lo:hi]
+        part.y = self.y[lo:hi]
+        part.sw = self.sw[lo:hi] if self.sw.shape[0] else self.sw
+        part.num_samples = hi - lo
+        part.batch_size = min(self.batch_size, hi - lo)
+        part.num_batches = -(-part.num_samples // part.batch_size)
+        return part
+
+    def _rows_of(self, idx):
+        """A global batch's rows idx, or this rank's share of them (see shard)."""
+        if self._share is None:
+            return idx
+        lo, hi = self._share(idx.shape[0])
+        return idx[lo:hi]
 
     def _lazy_epoch(self, produce, finish):
         """An epoch of LazyRows batches: produce(staging) yields the converted batches,
@@ -458,7 +495,10 @@ class ArrayAdapter:
         if not self.lazy:
             def batches():
                 for step in range(self.num_batches):
-                    idx = order[step * bs:(step + 1) * bs]
+                    idx = self._rows_of(order[step * bs:(step + 1) * bs])
+                    if not idx.shape[0]:
+                        yield _EMPTY_SHARE
+                        continue
                     ws = workspace(idx.shape[0])
                     _ops.gather_rows(self.x, idx, ws.x)
                     yield (ws, ws.x) + targets(idx, ws)
@@ -466,10 +506,13 @@ class ArrayAdapter:
 
         def produce(staging):
             for step in range(self.num_batches):
-                idx = order[step * bs:(step + 1) * bs]
-                yield idx, self.x.rows(idx, staging.take(idx.shape[0]))
+                idx = self._rows_of(order[step * bs:(step + 1) * bs])
+                yield idx, (self.x.rows(idx, staging.take(idx.shape[0])) if idx.shape[0]
+                            else None)
 
         def finish(idx, xb):
+            if xb is None:
+                return _EMPTY_SHARE
             ws = workspace(idx.shape[0])
             return (ws, xb) + targets(idx, ws)
         return self._lazy_epoch(produce, finish)

@@ -11,7 +11,10 @@ The protocol (used by fastnn.models.Sequential):
 - ``make_buffers(n, dtype, training, need_grad_x)``: the per-batch-size buffers, made once.
 - ``forward(x, buf, training, key) -> out`` with out a buffer of ``buf`` (or x itself).
 - ``backward(x, buf, grad_out, need_grad_x) -> grad_x``; grad_out is overwritten.
-  Returns the layer's regularization penalty through ``buf.penalty``.
+  Returns the layer's regularization penalty through ``buf.penalty``. With
+  ``_backward_penalty`` False (a data-parallel fit sets it on every rank but the chief, so
+  that the summed gradient has the penalty's once), backward leaves the regularization
+  gradient out and reports a penalty of 0.
 """
 import numbers
 
@@ -62,6 +65,7 @@ class Layer:
     _takes_nd_input = False     # only Flatten accepts samples of shape (d1, d2, ...)
     _state_count = 0            # trailing entries of `weights` that are never trained
     _name_prefix = None         # automatic names: f"{prefix}_{k}" (the class name lowered)
+    _backward_penalty = True    # backward adds the regularization gradient (see above)
 
     def __init__(self, name=None, input_dim=None, input_shape=None, trainable=True):
         owner = type(self).__name__
@@ -301,6 +305,10 @@ class Dense(Layer):
     def logits(self, x, buf):
         return buf.z
 
+    def _backward_l1_l2(self):
+        """The coefficients backward applies (none when _backward_penalty is off)."""
+        return self._l1_l2() if self._backward_penalty else (0.0, 0.0, 0.0, 0.0)
+
     def _l1_l2(self):
         k = self.kernel_regularizer
         b = self.bias_regularizer if self.use_bias else None
@@ -329,7 +337,7 @@ class Dense(Layer):
 
     def backward(self, x, buf, grad_out, need_grad_x, grad_is_dz=False):
         """grad_out: dL/d(out), or dL/dz when grad_is_dz (a fused loss produced it)."""
-        kl1, kl2, bl1, bl2 = self._l1_l2()
+        kl1, kl2, bl1, bl2 = self._backward_l1_l2()
         code = activations.LINEAR if grad_is_dz else self._code
         buf.penalty = _dense.dense_backward(
             x, self.W, self.b, buf.out, grad_out, self.dW, self.db,
@@ -488,7 +496,7 @@ class Maxout(Dense):
         return buf.out
 
     def backward(self, x, buf, grad_out, need_grad_x, grad_is_dz=False):
-        kl1, kl2, bl1, bl2 = self._l1_l2()
+        kl1, kl2, bl1, bl2 = self._backward_l1_l2()
         # buf.z is free after the forward pass: reuse it as the scratch dL/dz.
         buf.penalty = _dense.maxout_backward(x, self.W, self.b, grad_out, buf.winner, buf.z,
                                              self.dW, self.db, buf.grad_x, kl1, kl2, bl1,

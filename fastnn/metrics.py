@@ -109,6 +109,23 @@ class Metric:
     def _build(self, width):
         pass
 
+    # -- the state as numbers: a data-parallel fit (fastnn/distributed.py) sums the ranks'
+    # states of one batch and adds the sum into each rank's metric ------------------
+    def state_size(self):
+        """How many numbers write_state writes."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its state as "
+                                  f"numbers (state_size / write_state / add_state), so it "
+                                  f"cannot be summed across the ranks of a data-parallel "
+                                  f"fit")
+
+    def write_state(self, out):
+        """out[:state_size()] = the state (a float64 vector; sums of states are states)."""
+        raise NotImplementedError
+
+    def add_state(self, values):
+        """Add a write_state() vector of a metric of the same configuration."""
+        raise NotImplementedError
+
     def copy(self):
         """A fresh metric of the same configuration, built like this one."""
         twin = type(self).from_config(self.get_config())
@@ -161,6 +178,16 @@ class _MeanMetric(Metric):
         self.total += self._sum(p, y, sample_weight)
         self.count += p.shape[0] if sample_weight is None or sample_weight.shape[0] == 0 \
             else float(np.sum(sample_weight))
+
+    def state_size(self):
+        return 2
+
+    def write_state(self, out):
+        out[0], out[1] = self.total, self.count
+
+    def add_state(self, values):
+        self.total += float(values[0])
+        self.count += float(values[1])
 
     def _sum(self, p, y, sample_weight, per_sample=None):
         """Σᵢ wᵢ·valueᵢ (the kernel), writing valueᵢ into per_sample if given."""
@@ -363,6 +390,19 @@ class _ConfusionMetric(Metric):
         if self.built:
             self._pos[...] = 0
             self._neg[...] = 0
+
+    def state_size(self):
+        return self._pos.size + self._neg.size
+
+    def write_state(self, out):
+        k = self._pos.size
+        out[:k] = self._pos.reshape(-1)
+        out[k:2 * k] = self._neg.reshape(-1)
+
+    def add_state(self, values):
+        k = self._pos.size
+        self._pos += values[:k].reshape(self._pos.shape)
+        self._neg += values[k:2 * k].reshape(self._neg.shape)
 
     def update_batch(self, p, y, sample_weight=None):
         if sample_weight is not None and sample_weight.shape[0] == 0:

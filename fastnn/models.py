@@ -13,6 +13,7 @@ are views into them. That makes the optimizer one kernel call per step, and
 get/set_weights, saving and the gradient monitor plain slices.
 """
 import collections
+import contextlib
 import numbers
 import threading
 import time
@@ -124,6 +125,7 @@ class Sequential:
         self._frozen_grads = []
         self._stateful = []          # (index, layer) of layers with state updated per step
         self._step_ws = None         # the workspace of the last training forward/backward
+        self._distribute = None      # the fastnn.distributed strategy of the last fit
         if layers is not None:
             if isinstance(layers, (layers_module.Layer, Sequential)):
                 layers = [layers]
@@ -654,13 +656,18 @@ class Sequential:
         return ws
 
     # ------------------------------------------------------------- forward/back --
-    def _forward(self, x, ws, training, epoch=0, step=0):
+    def _forward(self, x, ws, training, epoch=0, step=0, row_offset=0):
+        """row_offset: the position of x's first row in its batch (a data-parallel rank's
+        share starts inside the batch). Dropout's mask entry (i, j) of a batch is keyed by
+        key + i·width + j, so starting the key at row_offset·width gives a share the very
+        masks its rows have in the whole batch (mod 2^64, as the kernel's counter)."""
         h = x
         keys = {}
         if training:
             for i, layer in self._dropout_layers:
                 seed = self.seed if layer.seed is None else layer.seed
-                keys[i] = _rand.mix_key(seed, epoch, step, i)
+                keys[i] = (_rand.mix_key(seed, epoch, step, i) +
+                           row_offset * layer.units) % 2**64
         for i, layer in enumerate(self.layers):
             ws.inputs[i] = h
             h = layer.forward(h, ws.bufs[i], training, keys.get(i, 0))
@@ -796,7 +803,8 @@ class Sequential:
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None, monitor_gradients=False, on_nan="raise"):
+            validation_batch_size=None, monitor_gradients=False, on_nan="raise",
+            distribute=None):
         """Train for epochs - initial_epoch epochs of minibatch gradient descent.
 
         x (n, features), y: targets for the loss (see compile). batch_size defaults to 32
@@ -836,6 +844,13 @@ class Sequential:
         verbose: 0 silent, 1 progress bar (one line per epoch when not on a terminal),
         2 one line per epoch; 'auto' is 1. Returns a History whose .history has 'loss',
         each metric, and their 'val_' versions per epoch, plus 'samples_per_second'.
+
+        distribute: a fastnn.distributed.DataParallel, in a script started by
+        ``mpiexec -n K``: every rank passes the same data (arrays or memory maps);
+        batch_size is the global batch, of which each rank trains on its share, with one
+        Allreduce of the gradient per step. The result is the one-process training with
+        that batch size (up to summation order); only rank 0 prints and writes files. See
+        fastnn/distributed.py.
         """
         self._require_compiled("fit")
         batch_size = None if batch_size is None else v.positive_int("fit: batch_size",
@@ -861,6 +876,7 @@ class Sequential:
             validation_steps = v.positive_int("fit: validation_steps", validation_steps)
         val_batch = batch_size if validation_batch_size is None else v.positive_int(
             "fit: validation_batch_size", validation_batch_size)
+        strategy = self._data_parallel(distribute)
         val = None
         if data_adapters.is_stream(x):
             if validation_split > 0:
@@ -873,6 +889,16 @@ class Sequential:
             if x is None or y is None:
                 raise ValueError("fit: x and y are required")
             x, y, sw = self._prepare("fit", x, y, sample_weight, class_weight, lazy=True)
+            if strategy is not None:
+                # Before the validation split and the first shuffle: they follow rank 0's
+                # seed.
+                strategy._begin(self, (x.shape, y.shape, sw.shape, batch_size, epochs,
+                                       initial_epoch, shuffle, validation_split,
+                                       validation_batch_size, steps_per_epoch,
+                                       validation_steps, on_nan,
+                                       None if validation_data is None or
+                                       data_adapters.is_stream(validation_data) else
+                                       [np.shape(a) for a in validation_data]))
             train_idx = None
             if validation_data is None and validation_split > 0:
                 train_idx, val_idx = self._split(validation_split, x, y, sw)
@@ -882,15 +908,31 @@ class Sequential:
                                                steps=steps_per_epoch, training=True)
         if validation_data is not None:
             val = self._validation_adapter(validation_data, val_batch, validation_steps)
+        if strategy is not None:
+            train, val = strategy._shard(train, val)
 
         if not self._train_lock.acquire(blocking=False):
             raise RuntimeError("fit: this model is already being trained in another thread; "
                                "training one model from two threads would corrupt it")
         try:
-            return self._fit_loop(train, val, epochs, initial_epoch, shuffle, verbose,
-                                  callbacks, monitor_gradients, on_nan)
+            with strategy._guard(self) if strategy is not None else contextlib.nullcontext():
+                return self._fit_loop(train, val, epochs, initial_epoch, shuffle, verbose,
+                                      callbacks, monitor_gradients, on_nan, strategy)
         finally:
             self._train_lock.release()
+
+    def _data_parallel(self, distribute):
+        """fit's distribute=: the strategy the loop calls, or None (no strategy, or one of
+        a single rank, which changes nothing). The model remembers it, so that save
+        writes on the chief only."""
+        if distribute is not None:
+            # Imported here: fastnn.distributed uses the model, never the reverse.
+            from fastnn import distributed
+            if not isinstance(distribute, distributed.DataParallel):
+                raise TypeError(f"fit: distribute must be a fastnn.distributed.DataParallel "
+                                f"or None, got {type(distribute).__name__}")
+        self._distribute = distribute
+        return distribute if distribute is not None and distribute.size > 1 else None
 
     def _validation_adapter(self, validation_data, batch_size, steps):
         """fit's validation_data: (x_val, y_val[, sample_weight_val]), a generator or a
@@ -910,7 +952,7 @@ class Sequential:
         return data_adapters.ArrayAdapter(self, x, y, sw, batch_size, steps=steps)
 
     def _fit_loop(self, train, val, epochs, initial_epoch, shuffle, verbose, callbacks,
-                  monitor_gradients, on_nan):
+                  monitor_gradients, on_nan, strategy=None):
         steps = train.num_batches
         history = callbacks_module.History()
         if callbacks is None:
@@ -927,6 +969,8 @@ class Sequential:
         if verbose:
             cbs.append(callbacks_module.ProgbarLogger(verbose))
         cbs.append(history)
+        if strategy is not None:
+            cbs = strategy._callbacks(cbs)
         params = {"epochs": epochs, "steps": steps, "batch_size": train.batch_size,
                   "samples": train.num_samples, "verbose": verbose}
         cbl = callbacks_module.CallbackList(cbs, self, params)
@@ -952,13 +996,7 @@ class Sequential:
                 for step, (ws, xb, yb, swb) in enumerate(batches):
                     if cbl.wants_batch_begin:
                         cbl.on_train_batch_begin(step, {})
-                    n = xb.shape[0]
-                    p = self._forward(xb, ws, True, counter, step)
-                    batch_loss = self._loss(ws, p, yb, swb, n)
-                    for metric in self.metrics:
-                        metric.update_batch(p, yb)
-                    penalty = self._backward(ws)
-                    batch_loss = batch_loss / n + penalty
+                    n, batch_loss = self._train_step(ws, xb, yb, swb, counter, step, strategy)
                     # NaN/inf check before the update, so the weights stay finite: the loss
                     # (free) and the gradients (one vectorized pass over the flat buffer).
                     if not (batch_loss - batch_loss == 0 and self._grads_finite()):
@@ -988,7 +1026,8 @@ class Sequential:
                     logs[metric.name] = metric.result()
                 if val is not None and seen and bad_loss is None:
                     cbl.on_test_begin({})
-                    values = self._evaluate(val)
+                    values = (self._evaluate(val) if strategy is None
+                              else strategy._evaluate(self, val))
                     if values is None:    # a validation generator used up earlier
                         warnings.warn("fit: validation_data yielded no batches in epoch "
                                       f"{epoch + 1} (a generator serves one validation "
@@ -1013,12 +1052,37 @@ class Sequential:
             cbl.on_train_end(logs)
         return history
 
+    def _train_step(self, ws, x, y, sw, epoch, step, strategy=None):
+        """fit's work on one batch (x, y, sw in the workspace ws): forward, loss, the
+        metrics' update, backward. Leaves the gradient of the batch's mean loss in the flat
+        gradient; returns (the batch's rows, its loss with the penalty). With a
+        data-parallel strategy the batch is this rank's share of the global one (ws is
+        None when the share is empty), and the strategy sums the ranks' parts into the
+        gradient, the loss and the metrics: what comes back is the global batch's."""
+        if strategy is None:
+            n, lo, metrics = x.shape[0], 0, self.metrics
+        else:
+            (n, lo), metrics = strategy._batch_rows(step), strategy._step_metrics()
+        loss = penalty = 0.0
+        if ws is not None:
+            p = self._forward(x, ws, True, epoch, step, lo)
+            # Scaled by the global batch's n: the ranks' gradients sum to its mean.
+            loss = self._loss(ws, p, y, sw, n)
+            for metric in metrics:
+                metric.update_batch(p, y)
+            penalty = self._backward(ws)
+        else:
+            self._grads.fill(0)     # a rank past the end of a batch smaller than the ranks
+        if strategy is not None:
+            loss, penalty = strategy._reduce_step(self, loss, penalty)
+        return n, loss / n + penalty
+
     def _non_finite(self, epoch, step, ws, loss, cbl, on_nan):
         """A batch produced NaN/inf: the update is skipped, so the weights are the last
         finite ones. Stop, and raise / warn / stay quiet as on_nan says."""
         self.stop_training = True
         where = None
-        for layer, buf in zip(self.layers, ws.bufs):
+        for layer, buf in zip(self.layers, ws.bufs if ws is not None else ()):
             out = getattr(buf, "out", None)
             if out is not None and out.size and not _ops.all_finite(out.reshape(-1)):
                 where = f"the output of layer {layer.name!r}"
@@ -1070,8 +1134,14 @@ class Sequential:
 
     def _evaluate(self, data):
         """[mean loss (+ penalty), metrics...] over an adapter's batches (None when it
-        yields none); no allocation per batch (array rows are views or gathered into
-        buffers made once)."""
+        yields none)."""
+        sums = self._evaluate_sums(data)
+        return self._evaluation_means(*sums) if sums[1] else None
+
+    def _evaluate_sums(self, data):
+        """(Σ wᵢ lossᵢ, n, this thread's metrics holding the pass's state) over an
+        adapter's batches; no allocation per batch (array rows are views or gathered
+        into buffers made once)."""
         n_total = 0
         loss_sum = 0.0
         metrics = self._thread_metrics()
@@ -1085,8 +1155,10 @@ class Sequential:
                 for metric in metrics:
                     metric.update_batch(p, yb)
                 n_total += n
-        if n_total == 0:
-            return None
+        return loss_sum, n_total, metrics
+
+    def _evaluation_means(self, loss_sum, n_total, metrics):
+        """[mean loss + the weights' penalty, metrics...] from _evaluate_sums."""
         penalty = sum(layer.penalty() for layer in self.layers)
         return [loss_sum / n_total + penalty] + [m.result() for m in metrics]
 
@@ -1242,12 +1314,19 @@ class Sequential:
     # ------------------------------------------------------------------- saving --
     def save(self, path):
         """Save architecture, weights, dtype, compile settings and optimizer state to one
-        file (format: fastnn/saving.py; no pickle). The write is atomic."""
-        saving.save_model(self, path)
+        file (format: fastnn/saving.py; no pickle). The write is atomic. After a
+        data-parallel fit only the chief (rank 0) writes: on the other ranks, which hold
+        the same model, it does nothing."""
+        if self._writes_files():
+            saving.save_model(self, path)
 
     def save_weights(self, path):
-        """Save only the weights (atomically)."""
-        saving.save_weights(self, path)
+        """Save only the weights (atomically; on the chief only, as save)."""
+        if self._writes_files():
+            saving.save_weights(self, path)
+
+    def _writes_files(self):
+        return self._distribute is None or self._distribute.is_chief
 
     def load_weights(self, path):
         """Load weights saved from a model of the same architecture."""
