@@ -232,19 +232,24 @@ class LazyRows:
 
 def check_values(name, arr, dtype):
     """as_float_matrix's value checks (finite; within dtype's range) on a float array of
-    any dtype and layout, chunk by chunk: never a whole converted copy."""
+    any dtype and layout, chunk by chunk: never a whole converted copy.
+
+    Each chunk is cast into one reused buffer (a value beyond float32's range becomes
+    inf) and checked by the vectorized all_finite; only a failing chunk is looked at
+    closely, to raise as_float_matrix's own error (overflow first, then NaN/inf)."""
     step = max(1, _CHECK_ROWS_BYTES // max(1, arr.shape[1] * 8))
+    buf = np.empty((min(step, arr.shape[0]), arr.shape[1]), dtype)
     for start in range(0, arr.shape[0], step):
         chunk = arr[start:start + step]
-        try:
-            v.check_finite(name, v._convert(name, chunk, dtype))
-        except ValueError:
-            bad = np.argwhere(~np.isfinite(chunk))
-            if bad.size == 0:
-                raise                          # an overflow: its message has no index
-            first = (int(bad[0][0]) + start,) + tuple(int(i) for i in bad[0][1:])
-            raise ValueError(f"{name}: contains NaN or infinity (first at index "
-                             f"{first})") from None
+        out = buf[:chunk.shape[0]]
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.copyto(out, chunk, casting="unsafe")
+        if _ops.all_finite(out.reshape(-1)):
+            continue
+        v._convert(name, chunk, dtype)             # raises if it is an overflow
+        bad = np.argwhere(~np.isfinite(chunk))[0]
+        first = (int(bad[0]) + start,) + tuple(int(i) for i in bad[1:])
+        raise ValueError(f"{name}: contains NaN or infinity (first at index {first})")
 
 
 def _check_batch_values(name, converted, source_rows, index):
@@ -584,7 +589,6 @@ class StreamAdapter:
         self.data = data
         self.with_targets = with_targets
         self.class_weight = class_weight
-        self.steps = steps
         self.batch_size = None
         self.num_samples = None
         self.ran_out = False          # the data ended before `steps` batches
