@@ -696,8 +696,11 @@ def check(identifier, loss):
 
 
 def check_all(identifiers, loss):
-    """check() each compile() entry, and refuse two with the same name (their logs would
-    overwrite each other)."""
+    """The compile() entries, a Metric class made an instance (as Keras does), each
+    check()ed; two with the same name are refused (their logs would overwrite each
+    other)."""
+    identifiers = [m() if isinstance(m, type) and issubclass(m, Metric) else m
+                   for m in identifiers]
     names = {}
     for identifier in identifiers:
         check(identifier, loss)
@@ -707,6 +710,7 @@ def check_all(identifiers, loss):
             raise ValueError(f"compile: metrics {names[name]!r} and {identifier!r} have the "
                              f"same name {name!r}; give one another name=")
         names[name] = identifier
+    return identifiers
 
 
 def get(identifier, loss, output_width):

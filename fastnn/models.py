@@ -543,7 +543,7 @@ class Sequential:
             metrics = [metrics]
         if not isinstance(metrics, (list, tuple)):
             raise TypeError(f"compile: metrics must be a list of names, got {metrics!r}")
-        metrics_module.check_all(metrics, loss)
+        metrics = metrics_module.check_all(metrics, loss)
         if not self.built and self.layers and self._known_input_shape() is not None:
             self.build()
         previous = (self.loss, self.optimizer, list(getattr(self, "_metric_names", [])),

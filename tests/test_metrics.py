@@ -553,6 +553,13 @@ def test_update_state_validates():
         c.update_state([[0, 1, 0]], [[0.2, 0.7, 0.1]])
 
 
+def test_metric_classes_are_accepted_like_instances():
+    x, y = _data()
+    model = _classifier([M.AUC, M.SparseTopKCategoricalAccuracy])
+    history = model.fit(x, y, epochs=1, verbose=0)
+    assert {"auc", "sparse_top_k_categorical_accuracy"} <= set(history.history)
+
+
 def test_two_metrics_with_one_name_are_refused():
     model = fn.Sequential([L.Dense(3, input_dim=2)])
     with pytest.raises(ValueError, match=r"have the same name 'precision'"):
@@ -588,3 +595,30 @@ def test_custom_metric_trains_pickles_and_cannot_be_saved(tmp_path):
     assert twin.evaluate(x, y) == model.evaluate(x, y)
     with pytest.raises(ValueError, match=r"save: custom metric"):
         model.save(tmp_path / "m.fnn")
+
+
+def test_fit_logs_the_epoch_metric_not_a_mean_of_batch_values():
+    """With a learning rate of 0 the predictions stay fixed, so each training epoch's
+    metric must equal the metric over all samples at once: a mean of the batch values
+    (batches of 32 and a last one of 4) would differ for AUC and accuracy alike."""
+    x, y = _data(100, seed=3)
+    fn.set_seed(0)
+    # float64: the training and predict passes (other batch sizes, so other BLAS
+    # blockings) differ by ~1e-16, far from moving a prediction across a threshold
+    model = fn.Sequential([L.Dense(8, activation="relu", input_dim=4),
+                           L.Dense(3, activation="softmax")], dtype="float64")
+    model.compile(loss="sparse_categorical_crossentropy",
+                  optimizer=fn.optimizers.SGD(learning_rate=0.0),
+                  metrics=["accuracy", M.AUC(), M.Precision(top_k=1)])
+    history = model.fit(x, y, epochs=2, batch_size=32, shuffle=True, verbose=0)
+    pred = model.predict(x)
+    for metric in model.metrics:
+        whole = metric.copy()
+        whole.update_state(y, pred)
+        assert history.history[metric.name] == [pytest.approx(whole.result(), rel=1e-12)] * 2
+    batch_means = []
+    for lo in range(0, 100, 32):
+        part = model.metrics[1].copy()
+        part.update_state(y[lo:lo + 32], pred[lo:lo + 32])
+        batch_means.append(part.result())
+    assert np.mean(batch_means) != pytest.approx(history.history["auc"][0], abs=1e-6)
