@@ -1,7 +1,7 @@
 """What the suite measures: the networks, their shared initial weights and data, and the
-case matrix of a quick, a default and a long run.
+case matrix of a quick and a default run.
 
-Every implementation (fastnn, NumPy, PyTorch, the GEMM-only limit) starts from the same
+Every implementation (fastnn, NumPy, PyTorch, JAX, the GEMM-only limit) starts from the same
 weights (Glorot-uniform from a fixed seed, zero biases) and trains on the same fixed
 random data, so a repeat can be reset to exactly the same state (see run.py).
 """
@@ -53,22 +53,29 @@ NETS = {
     "deep": Net("deep", "784-8x256-10", (256,) * 8, "sigmoid", "momentum"),
 }
 
-# The implementations, in the order each round runs them (A B C ... A B C ...), grouped
-# by the thread pool they run on (see timing.SWITCH_SETTLE).
+# The implementations, in the order each round runs them (A B C ... A B C ...), each in
+# a worker process of its own (worker.py).
 TRAIN_IMPLS = ["fastnn-fit", "fastnn-tob", "limit", "numpy", "sklearn", "torch",
-               "torch-fused"]
-PREDICT_IMPLS = ["fastnn", "limit", "numpy", "sklearn", "torch"]
-POOLS = {"fastnn-fit": "scipy-openblas", "fastnn-tob": "scipy-openblas",
-         "fastnn": "scipy-openblas", "limit": "scipy-openblas",
-         "numpy": "numpy-openblas", "sklearn": "numpy-openblas",
-         "torch": "torch", "torch-fused": "torch"}
+               "torch-fused", "jax"]
+PREDICT_IMPLS = ["fastnn", "limit", "numpy", "sklearn", "torch", "jax", "onnxruntime"]
+# The peers fastnn is held against ("fastnn / best peer"): per round, the best of them.
+TRAIN_PEERS = ["torch-fused", "jax"]
+PREDICT_PEERS = ["onnxruntime", "torch", "jax"]
 MEMORY_IMPLS = ["fastnn", "numpy", "torch-fused"]
+# The load case (one busy-loop process beside): (implementation, threads), where None is
+# all usable CPUs.
+LOAD_IMPLS = [("fastnn-fit", None), ("fastnn-fit", 1), ("jax", None), ("torch-fused", None)]
+
+
+def worker_impl(impl):
+    """The worker that runs a predict implementation ("fastnn" is fastnn-fit's)."""
+    return "fastnn-fit" if impl == "fastnn" else impl
 
 
 @dataclass
 class Plan:
     """The case matrix of one run (the command-line options fill it in)."""
-    cases: list = field(default_factory=lambda: ["train", "predict", "memory"])
+    cases: list = field(default_factory=lambda: ["train", "predict", "load", "memory"])
     nets: list = field(default_factory=lambda: ["big", "small", "deep"])
     predict_nets: list = field(default_factory=lambda: ["big", "small", "deep"])
     dtypes: list = field(default_factory=lambda: ["float32", "float64"])
@@ -77,6 +84,9 @@ class Plan:
     train_impls: list = field(default_factory=lambda: list(TRAIN_IMPLS))
     predict_impls: list = field(default_factory=lambda: list(PREDICT_IMPLS))
     memory_impls: list = field(default_factory=lambda: list(MEMORY_IMPLS))
+    load_net: str = "big"
+    load_batches: list = field(default_factory=lambda: [32, 128, 512])
+    load_impls: list = field(default_factory=lambda: list(LOAD_IMPLS))
     rounds: int = 5                 # interleaved repeats of every measurement
     seconds: float = 0.08           # target length of one timed sample
     predict_batch: int = 1024
@@ -84,10 +94,15 @@ class Plan:
 
 
 def quick_plan(all_threads):
-    """About a minute: what the issue-6 targets need (784-512-512-10, float32, all cores)
-    plus predict for both ReLU models and fastnn's peak memory."""
-    return Plan(cases=["train", "predict", "memory"], nets=["big"],
+    """A few minutes: what the issue-11 targets need (784-512-512-10 and 784-128-10,
+    float32, all cores, fastnn fit against PyTorch fused and JAX, with the GEMM limit),
+    predict for both ReLU models against ONNX Runtime, PyTorch and JAX, the load case,
+    and fastnn's peak memory."""
+    return Plan(cases=["train", "predict", "load", "memory"], nets=["big", "small"],
                 predict_nets=["big", "small"], dtypes=["float32"], threads=[all_threads],
+                train_impls=["fastnn-fit", "limit", "torch-fused", "jax"],
+                predict_impls=["fastnn", "limit", "torch", "jax", "onnxruntime"],
+                load_impls=[("fastnn-fit", None), ("fastnn-fit", 1), ("jax", None)],
                 rounds=5, seconds=0.06, memory_impls=["fastnn"])
 
 

@@ -1,15 +1,16 @@
 """A PNG of the training results (when matplotlib is installed): per network, samples/s
-against batch size for every implementation, and below it fastnn's ratios to PyTorch's
-fused optimizer and to the GEMM-only limit with the issue-6 goals. Points are medians over
+against batch size for every implementation, and below it fastnn's ratios to the best
+peer (per round, the faster of PyTorch fused and JAX; with issue 11's goals), to PyTorch's
+fused optimizer and to the GEMM-only limit. Points are medians over
 the rounds, bars their interquartile range (one disturbed round does not stretch them)."""
 import numpy as np
 
-from report import LABELS
+from report import LABELS, TRAIN_GOALS_11
 
 STYLE = {"fastnn-fit": ("C0", "o", "-"), "fastnn-tob": ("C0", "s", ":"),
          "numpy": ("C2", "^", "-"), "torch": ("C3", "v", ":"),
          "torch-fused": ("C3", "D", "-"), "sklearn": ("C4", "x", "-"),
-         "limit": ("k", "", "--")}
+         "jax": ("C1", "P", "-"), "limit": ("k", "", "--")}
 
 
 def _iqr(pts):
@@ -56,7 +57,8 @@ def plot(train, path, dtype, threads):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         ax = axes[1][col]
-        for key, color, label in (("fastnn-fit/torch-fused", "C3", "fastnn / torch fused"),
+        for key, color, label in (("fastnn-fit/best", "C1", "fastnn / best peer"),
+                                  ("fastnn-fit/torch-fused", "C3", "fastnn / torch fused"),
                                   ("fastnn-fit/limit", "k", "fastnn / GEMM limit")):
             pts = [(r["batch"], r["ratios"][key]) for r in rs if key in r["ratios"]]
             if not pts:
@@ -65,13 +67,11 @@ def plot(train, path, dtype, threads):
             med = np.array([p[1]["median"] for p in pts])
             ax.errorbar(b, med, yerr=_iqr(pts), color=color, marker="o", label=label,
                         capsize=2)
-        if net == "784-512-512-10":
-            goals = [(b, g) for b, g in ((1, 2.5), (8, 2.5), (32, 1.3), (128, 1.0), (512, 1.0))
-                     if any(r["batch"] == b for r in rs)]
+        if net in TRAIN_GOALS_11:
+            goals = [(b, g) for b, g in TRAIN_GOALS_11[net] if any(r["batch"] == b for r in rs)]
             ax.plot([b for b, _ in goals], [g for _, g in goals], ls="none",
-                    marker="_", ms=22, mew=2, color="C3", alpha=0.6,
-                    label="goal vs torch fused")
-            ax.axhline(0.85, color="k", ls=":", alpha=0.6, label="goal vs limit (85%)")
+                    marker="_", ms=22, mew=2, color="C1", alpha=0.6,
+                    label="issue-11 goal vs best peer")
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.set_yscale("log")
         ticks = [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8]

@@ -1,6 +1,6 @@
 """What the results were measured on: CPU model and flags, cores, memory, load, BLAS
 library and kernel (threadpoolctl, as fastnn reports it), library versions, git commit."""
-import importlib
+import importlib.metadata
 import os
 import platform
 import subprocess
@@ -35,10 +35,16 @@ def meminfo_total_mib():
         return None
 
 
+DISTRIBUTIONS = {"sklearn": "scikit-learn"}
+
+
 def version(module):
+    """The installed version of a library, read from its package metadata: the driver
+    must not import the peers (their thread pools would share the cores with the
+    workers)."""
     try:
-        return importlib.import_module(module).__version__
-    except Exception:
+        return importlib.metadata.version(DISTRIBUTIONS.get(module, module))
+    except importlib.metadata.PackageNotFoundError:
         return None
 
 
@@ -56,9 +62,20 @@ def git_commit():
         return None
 
 
-def cpu_snapshot():
-    """(wall s, busy CPU s of the whole machine from /proc/stat, CPU s of this process
-    and its children) for other_load()."""
+def process_cpu_seconds(pid):
+    """CPU seconds (user + system) a live process has used so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def cpu_snapshot(pids=()):
+    """(wall s, busy CPU s of the whole machine from /proc/stat, CPU s of this process,
+    its reaped children and the live processes `pids` (the workers, the busy loop))
+    for other_load()."""
     import resource
     busy = None
     try:
@@ -70,6 +87,7 @@ def cpu_snapshot():
         pass
     own = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    own += sum(process_cpu_seconds(p) for p in pids)
     return time.time(), busy, own
 
 
@@ -106,6 +124,8 @@ def describe():
         "versions": {"fastnn": fastnn.__version__, "numpy": version("numpy"),
                      "scipy": version("scipy"), "threadpoolctl": version("threadpoolctl"),
                      "torch": version("torch"), "sklearn": version("sklearn"),
+                     "jax": version("jax"), "optax": version("optax"),
+                     "onnxruntime": version("onnxruntime"),
                      "matplotlib": version("matplotlib")},
         "fastnn_blas": _threads.blas_info(),
         "threadpools": threadpool_info(),

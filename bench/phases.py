@@ -4,9 +4,11 @@ Runs the phases of fit's step by calling the model's own internal methods in a l
 timing each call: gather (the minibatch rows and labels), forward per layer, loss,
 backward per layer, the NaN/inf check of the gradients, optimizer update. Next to each
 layer's phases it shows the time of the same layer's matrix products alone
-(gemm_limit.py), so the difference is what fastnn spends outside BLAS; and it compares
+(gemm_limit.py), so the difference is what fastnn spends outside BLAS; it compares
 the sum of the phases with a whole `fit` step, the difference being fit's per-step
-Python bookkeeping.
+Python bookkeeping; and it times the two bounds a step cannot beat, in the same run:
+the GEMMs alone through the same BLAS, and a plain streaming pass over the bytes the
+step must move (memory bandwidth, see streaming_bound).
 
 This uses internals (Sequential._train_workspace/_prepare/_loss, Layer.forward/backward,
 fastnn._core.ops.gather_*), so it follows models.py; if they change, update it here.
@@ -81,6 +83,38 @@ def _gemm_times(net, dtype, batch, steps):
     return dict(out)
 
 
+# Whole-array passes over the parameters a step makes (each pass: one array of n_params
+# values read or written): the forward and the backward (dX) read W, the weight gradient
+# is written, and Adam reads w, g, m, v and writes w, m, v. With the weight gradient
+# fused tile by tile into the update (issue 11), dW is never written nor read back.
+STEP_PASSES = {"unfused step (W read twice, dW written, Adam's 7)": 10,
+               "dW fused into the update (W read twice, Adam's 6)": 8}
+
+
+def streaming_bound(net, dtype, repeats=30):
+    """The memory-bandwidth bound: a plain streaming pass (np.copyto, one read and one
+    write per copy) over the bytes a step must move, on four parameter-sized buffers
+    (the step's w, g, m, v: the same working set, so the same cache levels). Returns
+    [{what, passes, mbytes, us, gbps}], the median of `repeats` timings each."""
+    dt = np.dtype(dtype)
+    bufs = [np.full(net.n_params, 1.0, dt) for _ in range(4)]      # pages touched
+    order = [(0, 1), (2, 3), (1, 0), (3, 2), (0, 2), (1, 3)]
+    out = []
+    for what, passes in STEP_PASSES.items():
+        copies = [(bufs[a], bufs[b]) for b, a in order[:passes // 2]]
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for dst, src in copies:
+                np.copyto(dst, src)
+            times.append(time.perf_counter() - t0)
+        sec = float(np.median(times))
+        nbytes = passes * net.n_params * dt.itemsize
+        out.append({"what": what, "passes": passes, "mbytes": nbytes / 1e6,
+                    "us": sec * 1e6, "gbps": nbytes / sec / 1e9})
+    return out
+
+
 def profile(net, dtype, batch, seconds=1.0):
     """One case's phase table: {"rows": [...], "phases_sum_us": ..., "fit_step_us": ...}."""
     weights = initial_weights(net, dtype)
@@ -107,6 +141,7 @@ def profile(net, dtype, batch, seconds=1.0):
         fit_us.append(batch / sps * 1e6)
     steps = 3 * chunk
     gemm = _gemm_times(net, dtype, batch, min(steps, 2000))
+    stream = streaming_bound(net, dtype)
     table = []
     for phase, times in rec.items():
         g = gemm.get(phase)
@@ -119,7 +154,7 @@ def profile(net, dtype, batch, seconds=1.0):
     return {"net": net.name, "dtype": str(np.dtype(dtype)), "batch": batch,
             "steps": steps, "rows": table, "phases_sum_us": step_us,
             "fit_step_us": float(np.median(fit_us)),
-            "gemm_sum_us": sum(gemm.values()) * 1e6}
+            "gemm_sum_us": sum(gemm.values()) * 1e6, "streaming": stream}
 
 
 def _label(net, phase):
@@ -149,4 +184,9 @@ def format_profile(p):
     lines.append(f"  {'whole fit step (History)':<32}{p['fit_step_us']:10.1f}"
                  f"   (fit's own per-step work between the phases, measured just after: "
                  f"{p['fit_step_us'] - p['phases_sum_us']:+.1f} µs)")
+    lines.append(f"  bounds timed in this run: the GEMMs alone {p['gemm_sum_us']:.1f} µs; a "
+                 f"plain streaming pass (np.copyto) over the parameter bytes a step moves:")
+    for s in p.get("streaming", []):
+        lines.append(f"    {s['what']:<52} {s['passes']:2d} passes = {s['mbytes']:5.1f} MB "
+                     f"in {s['us']:8.1f} µs ({s['gbps']:.1f} GB/s)")
     return "\n".join(lines)

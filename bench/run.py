@@ -1,37 +1,31 @@
 #!/usr/bin/env python3
 """fastnn's benchmark suite: `python bench/run.py` (see bench/README.md).
 
-    python bench/run.py                     # everything (a few minutes)
-    python bench/run.py --quick             # the issue-6 targets only (about a minute)
+    python bench/run.py                     # everything (tens of minutes)
+    python bench/run.py --quick             # the issue-11 targets (a few minutes)
     python bench/run.py --cases train --nets small --dtypes float32 --threads 1 \\
                         --batches 32,128
+    python bench/run.py --cases load        # beside one busy-loop process
     python bench/run.py --long              # + several full epochs, for the slow drift
     python bench/run.py --profile           # + where a fastnn step spends its time
 
 Prints tables, writes bench/results/<timestamp>.json and, with matplotlib, a PNG beside
-it. Every comparison is made inside this run, interleaved round by round, on the same
-data with the same thread count; weights and optimizer state are reset to the same
-initial values (fixed seed) before every timed sample.
+it. Every implementation runs in a worker process of its own (worker.py); this driver
+interleaves them round by round, on the same data with the same thread count; weights
+and optimizer state are reset to the same initial values (fixed seed) before every
+timed sample.
 """
 import argparse
 import datetime
 import json
 import os
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE, ROOT]          # bench/ modules, and the fastnn of this source tree
-
-try:
-    import torch          # noqa: F401  (imported before fastnn sets the BLAS threads)
-except ImportError:
-    torch = None
-try:
-    import sklearn        # noqa: F401
-except ImportError:
-    sklearn = None
 
 import numpy as np
 
@@ -40,20 +34,17 @@ from fastnn import _threads
 
 import cases
 import chart
+import driver
 import machine
 import memory
 import report
 import timing
-from fastnn_mlp import FastnnMLP
-from gemm_limit import GemmLimit, wrapper_overhead_us
-from numpy_mlp import NumpyMLP
+from gemm_limit import wrapper_overhead_us
 
-MISSING = {}
-if torch is None:
-    MISSING["torch"] = MISSING["torch-fused"] = \
-        "PyTorch not installed (pip install torch==2.13.0)"
-if sklearn is None:
-    MISSING["sklearn"] = "scikit-learn not installed (pip install scikit-learn)"
+# Implementations whose library is not installed, found without importing any peer: the
+# driver loads none of their thread pools (each runs in its own worker, see worker.py).
+MISSING = driver.missing(sorted({i for i in cases.TRAIN_IMPLS + cases.PREDICT_IMPLS
+                                 if i != "fastnn"}))
 
 
 # ----------------------------------------------------------------- options --
@@ -63,10 +54,14 @@ def parse_args(argv=None):
     lst = lambda s: [t.strip() for t in s.split(",") if t.strip()]   # noqa: E731
     ints = lambda s: [int(t) for t in lst(s)]                          # noqa: E731
     p.add_argument("--quick", action="store_true",
-                   help="about a minute: 784-512-512-10 float32 at all cores, predict for "
-                        "the two ReLU models, fastnn's peak memory")
-    p.add_argument("--cases", type=lst, help="train,predict,memory (default: all); "
+                   help="a few minutes: the issue-11 targets (784-512-512-10 and "
+                        "784-128-10 float32 at all cores against PyTorch fused and JAX, "
+                        "predict against ONNX Runtime, the load case), fastnn's peak "
+                        "memory")
+    p.add_argument("--cases", type=lst, help="train,predict,load,memory (default: all); "
                                              "none runs only --long/--profile")
+    p.add_argument("--load-batches", type=ints,
+                   help="batch sizes of the load case (32,128,512)")
     p.add_argument("--nets", type=lst,
                    help="training networks: big (784-512-512-10), small (784-128-10), "
                         "deep (784-8x256-10 sigmoid); predict uses the same unless --quick")
@@ -74,8 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=ints, help=f"thread counts (default: all cores = "
                                                f"{_threads.available_cpus()}, and 1)")
     p.add_argument("--batches", type=ints, help="training batch sizes (1,8,32,128,512)")
-    p.add_argument("--impls", type=lst, help="subset of " + ",".join(cases.TRAIN_IMPLS)
-                   + " (predict maps fastnn-* to fastnn)")
+    p.add_argument("--impls", type=lst, help="subset of " + ",".join(
+        cases.TRAIN_IMPLS + ["onnxruntime"]) + " (predict maps fastnn-* to fastnn; the "
+        "load case keeps those of its own that are listed)")
     p.add_argument("--rounds", type=int, help="interleaved rounds per measurement")
     p.add_argument("--seconds", type=float, help="target length of one timed sample")
     p.add_argument("--long", action="store_true",
@@ -94,7 +90,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default=os.path.join(HERE, "results"),
                    help="directory for the JSON and PNG (bench/results)")
     p.add_argument("--retry-busy", type=int, default=1,
-                   help="times to re-measure, at the end, a multi-thread case during which "
+                   help="times to re-measure, at the end of its group, a multi-thread "
+                        "case during which "
                         "other processes kept >= 0.2 cores busy (1)")
     p.add_argument("--no-chart", action="store_true")
     p.add_argument("--native-blas", action="store_true",
@@ -133,15 +130,18 @@ def make_plan(args):
         wanted |= {"torch"} if "torch-fused" in args.impls else set()
         plan.predict_impls = [i for i in cases.PREDICT_IMPLS if i in wanted]
         plan.memory_impls = [i for i in plan.memory_impls if i in wanted]
+        plan.load_impls = [(i, t) for i, t in plan.load_impls if i in args.impls]
+    if args.load_batches:
+        plan.load_batches = args.load_batches
     if args.rounds:
         plan.rounds = args.rounds
     if args.seconds:
         plan.seconds = args.seconds
     if args.profile_only:
         plan.cases = []
-    bad = [c for c in plan.cases if c not in ("train", "predict", "memory", "none")]
+    bad = [c for c in plan.cases if c not in ("train", "predict", "load", "memory", "none")]
     if bad:
-        raise SystemExit(f"unknown case(s) {bad}; choose from train, predict, memory "
+        raise SystemExit(f"unknown case(s) {bad}; choose from train, predict, load, memory "
                          f"(or none, with --long / --profile)")
     bad = [n for n in plan.nets + plan.predict_nets if n not in cases.NETS]
     if bad:
@@ -149,131 +149,147 @@ def make_plan(args):
     return plan
 
 
-def set_threads(n):
-    fn.set_num_threads(n)
-    if torch is not None:
-        torch.set_num_threads(n)
-
-
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-# ------------------------------------------------------------ implementations --
-def make_trainer(impl, net, dtype, batch, weights, x, y):
-    if impl in ("fastnn-fit", "fastnn-tob"):
-        return FastnnMLP(net, weights, dtype, mode=impl.split("-")[1])
-    if impl == "numpy":
-        return NumpyMLP(net, weights, dtype)
-    if impl in ("torch", "torch-fused"):
-        from torch_mlp import TorchMLP
-        return TorchMLP(net, weights, dtype, fused=impl == "torch-fused")
-    if impl == "sklearn":
-        from sklearn_mlp import SklearnMLP
-        return SklearnMLP(net, dtype, batch, x[:batch], y[:batch])
-    if impl == "limit":
-        return GemmLimit(net, dtype, batch)
-    raise ValueError(impl)
+# ------------------------------------------------------------------- cases --
+def _interleave(workers, samplers, plan, threads):
+    """samplers: {name: (worker, sampler key)}. Interleaved rounds of one command per
+    sample; a change of worker pauses (their thread pools go idle, see timing.py)."""
+    calls = {name: (lambda w=w, k=k: w.call("sample", k)) for name, (w, k) in samplers.items()}
+    pools = {name: id(w) for name, (w, _) in samplers.items()}
+    series = timing.interleave(calls, plan.rounds, pools, _switch(threads))
+    for w, k in {(w, k.split(":")[0]) for w, k in samplers.values()}:
+        try:
+            w.call("drop", k)
+        except driver.WorkerError:
+            pass
+    return series
 
 
-def train_case(plan, net, dtype, threads, batch, data):
-    """Training throughput of every implementation at one batch size."""
-    x, y = data
-    weights = cases.initial_weights(net, dtype)
-    max_steps = x.shape[0] // batch
-    samplers, steps, errors = {}, {}, {}
-    for impl in plan.train_impls:
-        if impl in MISSING:
+def _prepare(workers, impls, threads, dtype, errors, command, *args):
+    """{impl: worker} of the implementations that prepared the case (the others'
+    errors in `errors`); threads None means all usable CPUs."""
+    ready = {}
+    for impl in impls:
+        name, t = impl if isinstance(impl, tuple) else (impl, threads)
+        if name in MISSING:
             continue
         try:
-            t = make_trainer(impl, net, dtype, batch, weights, x, y)
+            w = workers.get(cases.worker_impl(name), t, dtype)
+            w.call(command, *args)
+            ready[impl] = w
+        except driver.WorkerError as exc:
+            errors[_name(impl)] = str(exc)
+    return ready
 
-            def run(s, t=t):
-                t.reset()
-                return t.train_steps(x, y, batch, s)
 
-            steps[impl] = timing.calibrate_steps(run, plan.seconds, max_steps=max_steps)
-            samplers[impl] = (lambda run=run, s=steps[impl]: s * batch / run(s))
-        except Exception as exc:
-            errors[impl] = f"{type(exc).__name__}: {exc}"
-    series = timing.interleave(samplers, plan.rounds, cases.POOLS, _switch(threads))
+def _name(impl):
+    return impl if isinstance(impl, str) else f"{impl[0]}@{impl[1]}t"
+
+
+def train_case(plan, workers, net, dtype, threads, batch):
+    """Training throughput of every implementation at one batch size."""
+    key = f"train-{net.key}-{batch}"
+    errors = {}
+    ready = _prepare(workers, plan.train_impls, threads, dtype, errors, "prepare_train",
+                     key, net.key, batch, plan.seconds)
+    series = _interleave(workers, {i: (w, key) for i, w in ready.items()}, plan, threads)
     errors.update(series.pop("_errors"))
     sps = {k: timing.summarize(v) for k, v in series.items()}
     ratios = {}
     for a, b in report.TRAIN_RATIOS:
         if a in series and b in series:
             ratios[f"{a}/{b}"] = timing.ratio(series[a], series[b])
+    peers = [series[p] for p in cases.TRAIN_PEERS if p in series]
+    if "fastnn-fit" in series and peers:
+        ratios["fastnn-fit/best"] = timing.ratio_to_best(series["fastnn-fit"], peers)
     return {"case": "train", "net": net.name, "net_key": net.key, "dtype": dtype,
             "threads": threads, "batch": batch, "optimizer": net.optimizer_label,
-            "rounds": plan.rounds, "steps_per_sample": steps, "samples_per_second": sps,
-            "ratios": ratios, "errors": errors}
+            "rounds": plan.rounds, "samples_per_second": sps, "ratios": ratios,
+            "peers": [p for p in cases.TRAIN_PEERS if p in series], "errors": errors}
 
 
-def predict_case(plan, net, dtype, threads, data):
-    """predict latency at batch 1 and throughput at batch plan.predict_batch."""
-    x, y = data
+def predict_case(plan, workers, net, dtype, threads, tmp):
+    """predict latency at batch 1 and throughput at batch plan.predict_batch; ONNX
+    Runtime runs the fastnn model exported by this process."""
+    import onnx_predict
+
     nb = plan.predict_batch
-    x1, xb = x[:1], x[:nb]
-    weights = cases.initial_weights(net, dtype)
-    lat, thr, errors = {}, {}, {}
-    for impl in plan.predict_impls:
-        if impl in MISSING:
-            continue
+    key = f"predict-{net.key}"
+    errors = {}
+    impls = list(plan.predict_impls)
+    onnx_path = None
+    if "onnxruntime" in impls and "onnxruntime" not in MISSING:
         try:
-            if impl == "limit":
-                one, big = GemmLimit(net, dtype, 1), GemmLimit(net, dtype, nb)
-                f1, fb = (lambda g=one: g.forward_steps(1)), (lambda g=big: g.forward_steps(1))
-            else:
-                name = "fastnn-fit" if impl == "fastnn" else impl
-                t = make_trainer(name, net, dtype, 32, weights, x, y)
-                f1, fb = (lambda t=t: t.predict(x1)), (lambda t=t: t.predict(xb))
-            f1()
-            fb()
-            calls = max(1, timing.calibrate_steps(
-                lambda s, fb=fb: _repeat(fb, s), plan.seconds, min_steps=1))
-            lat[impl] = (lambda f1=f1: timing.latency_sample(f1, plan.seconds) * 1e6)
-            thr[impl] = (lambda fb=fb, c=calls: c * nb / _repeat(fb, c))
+            onnx_path = onnx_predict.export_model(net, cases.initial_weights(net, dtype),
+                                                  dtype, os.path.join(tmp, key + ".onnx"))
         except Exception as exc:
-            errors[impl] = f"{type(exc).__name__}: {exc}"
+            errors["onnxruntime"] = f"export failed: {type(exc).__name__}: {exc}"
+            impls.remove("onnxruntime")
+    ready = _prepare(workers, impls, threads, dtype, errors, "prepare_predict",
+                     key, net.key, plan.seconds, nb, onnx_path)
     samplers = {}
-    for k in lat:                        # each implementation's two samplers together
-        samplers[("lat", k)], samplers[("thr", k)] = lat[k], thr[k]
-    pools = {key: cases.POOLS[key[1]] for key in samplers}
-    series = timing.interleave(samplers, plan.rounds, pools, _switch(threads))
+    for impl, w in ready.items():          # each implementation's two samplers together
+        samplers[("lat", impl)], samplers[("thr", impl)] = (w, key + ":lat"), (w, key + ":thr")
+    series = _interleave(workers, samplers, plan, threads)
     errors.update({f"{k[0]} {k[1]}": e for k, e in series.pop("_errors").items()})
     latency = {k[1]: timing.summarize(v) for k, v in series.items() if k[0] == "lat"}
     throughput = {k[1]: timing.summarize(v) for k, v in series.items() if k[0] == "thr"}
     ratios = {}
-    if ("lat", "fastnn") in series and ("lat", "torch") in series:
-        ratios["latency fastnn/torch"] = timing.ratio(series[("lat", "fastnn")],
-                                                      series[("lat", "torch")])
-        ratios["throughput fastnn/torch"] = timing.ratio(series[("thr", "fastnn")],
-                                                         series[("thr", "torch")])
-    if ("lat", "fastnn") in series and ("lat", "limit") in series:
-        ratios["latency fastnn/limit"] = timing.ratio(series[("lat", "fastnn")],
-                                                      series[("lat", "limit")])
+    for peer in ("onnxruntime", "torch", "jax", "limit"):
+        if ("lat", "fastnn") in series and ("lat", peer) in series:
+            ratios[f"latency fastnn/{peer}"] = timing.ratio(series[("lat", "fastnn")],
+                                                            series[("lat", peer)])
+            ratios[f"throughput fastnn/{peer}"] = timing.ratio(series[("thr", "fastnn")],
+                                                               series[("thr", peer)])
+    if ("lat", "fastnn") in series:
+        peers = [p for p in cases.PREDICT_PEERS if ("lat", p) in series]
+        ratios["latency fastnn/best"] = timing.ratio_to_best(
+            series[("lat", "fastnn")], [series[("lat", p)] for p in peers], True)
+        ratios["throughput fastnn/best"] = timing.ratio_to_best(
+            series[("thr", "fastnn")], [series[("thr", p)] for p in peers])
     return {"case": "predict", "net": net.name, "net_key": net.key, "dtype": dtype,
             "threads": threads, "batch_throughput": nb, "rounds": plan.rounds,
             "latency_us": latency, "throughput": throughput, "ratios": ratios,
             "errors": errors}
 
 
+def load_case(plan, workers, net, dtype, threads, batch):
+    """Training throughput with one busy-loop process beside (started here, killed
+    afterwards whatever happens): fastnn with all threads and with 1, JAX, ..."""
+    impls = [(i, threads if t is None else t) for i, t in plan.load_impls]
+    key = f"load-{net.key}-{batch}"
+    errors = {}
+    with driver.busy_process(workers):
+        ready = _prepare(workers, impls, threads, dtype, errors, "prepare_train",
+                         key, net.key, batch, plan.seconds)
+        series = _interleave(workers, {_name(i): (w, key) for i, w in ready.items()},
+                             plan, threads)
+    errors.update(series.pop("_errors"))
+    fast, fast1, jax = (f"fastnn-fit@{threads}t", "fastnn-fit@1t", f"jax@{threads}t")
+    ratios = {}
+    for name, a, b in (("fastnn/jax", fast, jax), ("fastnn all/1 thread", fast, fast1),
+                       ("fastnn/torch-fused", fast, f"torch-fused@{threads}t")):
+        if a in series and b in series and a != b:
+            ratios[name] = timing.ratio(series[a], series[b])
+    return {"case": "load", "net": net.name, "net_key": net.key, "dtype": dtype,
+            "threads": threads, "batch": batch, "rounds": plan.rounds,
+            "busy_processes": 1,
+            "samples_per_second": {k: timing.summarize(v) for k, v in series.items()},
+            "ratios": ratios, "errors": errors}
+
+
 def _switch(threads):
-    """Pause when a round moves to another library's thread pool (none with 1 thread:
-    no worker threads then)."""
+    """Pause when a round moves to another worker (none with 1 thread: no worker
+    threads then)."""
     return timing.SWITCH_SETTLE if threads > 1 else timing.SETTLE
 
 
 def _load_note(load):
     return "" if load is None or load < 0.2 else \
         f"  [other processes busy: {load:.1f} cores]"
-
-
-def _repeat(f, n):
-    start = time.perf_counter()
-    for _ in range(n):
-        f()
-    return time.perf_counter() - start
 
 
 def memory_case(plan, threads):
@@ -307,7 +323,7 @@ def main(argv=None):
     snap0 = machine.cpu_snapshot()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     os.makedirs(args.out, exist_ok=True)
-    set_threads(max(plan.threads))
+    fn.set_num_threads(max(plan.threads))       # the driver's own cases: --profile, --long
     meta = machine.describe()
     log(f"fastnn {fn.__version__} from {os.path.dirname(fn.__file__)}; BLAS: "
         f"{machine.blas_summary(meta)}; CPU: {meta['cpu_model']}, "
@@ -315,60 +331,43 @@ def main(argv=None):
     for impl, why in MISSING.items():
         log(f"skipping {impl}: {why}")
 
-    data = {}
-
-    def data_for(dtype):
-        if dtype not in data:
-            data[dtype] = cases.random_data(cases.DATA_ROWS, 784, dtype)
-        return data[dtype]
-
-    train, predict, mem, long_runs, profiles = [], [], None, [], []
+    train, predict, load, mem, long_runs, profiles = [], [], [], None, [], []
     total = len(plan.threads) * len(plan.dtypes) * len(plan.nets) * len(plan.batches)
     done = 0
 
-    def measure(kind, net, dtype, threads, batch=None):
-        """One case, with the load other processes put on the machine meanwhile."""
-        snap = machine.cpu_snapshot()
+    def measure(workers, kind, net, dtype, threads, batch=None):
+        """One case, with the load other processes put on the machine meanwhile (the
+        workers' and the busy loop's CPU time is ours)."""
+        snap = machine.cpu_snapshot(workers.pids())
         if kind == "train":
-            r = train_case(plan, net, dtype, threads, batch, data_for(dtype))
+            r = train_case(plan, workers, net, dtype, threads, batch)
+        elif kind == "load":
+            r = load_case(plan, workers, net, dtype, threads, batch)
         else:
-            r = predict_case(plan, net, dtype, threads, data_for(dtype))
-        r["other_load"] = machine.other_load(snap, machine.cpu_snapshot())
+            r = predict_case(plan, workers, net, dtype, threads, tmp)
+        r["other_load"] = machine.other_load(snap, machine.cpu_snapshot(workers.pids()))
         return r
 
     def show(r, prefix):
-        if r["case"] == "train":
+        if r["case"] in ("train", "load"):
             nums = {k: report.rate(v["median"]) for k, v in r["samples_per_second"].items()}
-            what = f"train {r['net']} {r['dtype']} {r['threads']}t b={r['batch']}: {nums}"
+            what = (f"{r['case']} {r['net']} {r['dtype']} {r['threads']}t b={r['batch']}: "
+                    f"{nums}")
         else:
             nums = {k: round(v["median"], 1) for k, v in r["latency_us"].items()}
             what = f"predict {r['net']} {r['dtype']} {r['threads']}t: latency µs {nums}"
-        log(f"[{prefix}{time.time() - started:5.0f}s] {what}{_load_note(r['other_load'])}")
+        errs = "".join(f"\n    {k} failed: {e}" for k, e in r["errors"].items())
+        log(f"[{prefix}{time.time() - started:5.0f}s] {what}{_load_note(r['other_load'])}"
+            f"{errs}")
 
-    for threads in plan.threads:
-        set_threads(threads)
-        for dtype in plan.dtypes:
-            if "train" in plan.cases:
-                for key in plan.nets:
-                    for batch in plan.batches:
-                        r = measure("train", cases.NETS[key], dtype, threads, batch)
-                        train.append(r)
-                        done += 1
-                        show(r, f"{done}/{total} ")
-            if "predict" in plan.cases:
-                for key in plan.predict_nets:
-                    r = measure("predict", cases.NETS[key], dtype, threads)
-                    predict.append(r)
-                    show(r, "")
-    # Cases that shared the machine with other processes while using all cores: measure
-    # them again at the end (the load may have passed) and keep the quieter measurement.
-    for attempt in range(args.retry_busy):
-        for results in (train, predict):
+    def retry_busy(workers, results):
+        """Cases that shared the machine with other processes while using all cores:
+        measure them again (the load may have passed), keep the quieter measurement."""
+        for _ in range(args.retry_busy):
             for i, r in enumerate(results):
                 if r["threads"] < 2 or (r.get("other_load") or 0) < report.BUSY:
                     continue
-                set_threads(r["threads"])
-                again = measure(r["case"], cases.NETS[r["net_key"]], r["dtype"],
+                again = measure(workers, r["case"], cases.NETS[r["net_key"]], r["dtype"],
                                 r["threads"], r.get("batch"))
                 again["first_other_load"] = r.get("first_other_load", r["other_load"])
                 again["retries"] = r.get("retries", 0) + 1
@@ -377,10 +376,39 @@ def main(argv=None):
                     results[i] = again
                 else:
                     r["retries"] = again["retries"]
-    set_threads(max(plan.threads))
+
+    with tempfile.TemporaryDirectory(prefix="fastnn-bench-") as tmp:
+        for threads in plan.threads:
+            for dtype in plan.dtypes:
+                group = []
+                # the workers of this thread count and dtype, closed before the next
+                with driver.Workers() as workers:
+                    if "train" in plan.cases:
+                        for key in plan.nets:
+                            for batch in plan.batches:
+                                r = measure(workers, "train", cases.NETS[key], dtype,
+                                            threads, batch)
+                                group.append(r)
+                                done += 1
+                                show(r, f"{done}/{total} ")
+                    if "predict" in plan.cases:
+                        for key in plan.predict_nets:
+                            r = measure(workers, "predict", cases.NETS[key], dtype, threads)
+                            group.append(r)
+                            show(r, "")
+                    retry_busy(workers, group)
+                train += [r for r in group if r["case"] == "train"]
+                predict += [r for r in group if r["case"] == "predict"]
+        if "load" in plan.cases:
+            tmax = max(plan.threads)
+            with driver.Workers() as workers:
+                for batch in plan.load_batches:
+                    r = measure(workers, "load", cases.NETS[plan.load_net], "float32",
+                                tmax, batch)
+                    load.append(r)
+                    show(r, "beside a busy process: ")
     if "memory" in plan.cases:
         mem = memory_case(plan, max(plan.threads))
-    data.clear()
     if args.long:
         import long_run
         ldata = long_run.load_data("float32")
@@ -388,7 +416,7 @@ def main(argv=None):
             log(f"long run: {cases.NETS[key].name}, {args.epochs} epochs ...")
             long_runs.append(long_run.run_long(
                 cases.NETS[key], "float32", args.long_batch, args.epochs,
-                max(plan.threads), torch is not None, ldata))
+                max(plan.threads), "torch-fused" not in MISSING, ldata))
         del ldata
     if args.profile or args.profile_only:
         import phases
@@ -400,10 +428,13 @@ def main(argv=None):
     tmax = max(plan.threads)
     lines = [f"fastnn benchmark {stamp}: {meta['cpu_model']} ({meta['cpus_available']} "
              f"CPUs usable), BLAS {machine.blas_summary(meta)}, numpy "
-             f"{meta['versions']['numpy']}, scipy {meta['versions']['scipy']}, torch "
-             f"{meta['versions']['torch']}, sklearn {meta['versions']['sklearn']}",
-             "Weights and optimizer state are reset to the same initial values (fixed seed) "
-             "before every timed sample; implementations interleaved round by round."]
+             f"{meta['versions']['numpy']}, scipy {meta['versions']['scipy']}, "
+             + ", ".join(f"{lib} {meta['versions'][lib]}" for lib in
+                         ("torch", "sklearn", "jax", "optax", "onnxruntime")),
+             "Each implementation in its own worker process, interleaved round by round "
+             f"({timing.SWITCH_SETTLE} s pause between workers); weights and optimizer "
+             "state reset to the same initial values (fixed seed) before every timed "
+             "sample."]
     lines += [f"skipped {k}: {v}" for k, v in MISSING.items()]
     if os.environ.get("OPENBLAS_CORETYPE"):
         lines.append(f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is set: OpenBLAS "
@@ -411,12 +442,16 @@ def main(argv=None):
                      f"--native-blas reruns without it (PyTorch uses MKL either way).")
     lines += report.train_tables(train)
     lines += report.predict_table(predict)
+    lines += report.load_table(load, train)
     lines += report.memory_table(mem)
-    tgt = []
+    tgt, tgt6 = [], []
+    if any(r["dtype"] == "float32" and r["threads"] == tmax for r in train + predict + load):
+        tgt = report.targets11(train, predict, load, tmax)
+        lines += report.targets11_table(tgt, tmax)
     if any(r["net"] == "784-512-512-10" and r["dtype"] == "float32" for r in train) or \
             predict or mem:
-        tgt = report.targets(train, predict, mem, tmax)
-        lines += report.targets_table(tgt, tmax)
+        tgt6 = report.targets(train, predict, mem, tmax)
+        lines += report.targets_table(tgt6, tmax)
     if long_runs:
         import long_run
         lines += [""] + [long_run.format_long(r) for r in long_runs]
@@ -426,7 +461,7 @@ def main(argv=None):
     elapsed = time.time() - started
     meta["loadavg_end"] = os.getloadavg()
     meta["other_load"] = machine.other_load(snap0, machine.cpu_snapshot())
-    busy = [r for r in train + predict if (r.get("other_load") or 0) >= 0.2]
+    busy = [r for r in train + predict + load if (r.get("other_load") or 0) >= 0.2]
     load_line = (f"Other processes kept {meta['other_load'] or 0:.2f} cores busy on "
                  f"average during this run")
     if busy:
@@ -443,8 +478,9 @@ def main(argv=None):
                                 f"labels, seed {cases.SEED + 1}",
                         "gemm_wrapper_us": {dt: wrapper_overhead_us(dt)
                                             for dt in plan.dtypes}},
-           "skipped": MISSING, "train": train, "predict": predict, "memory": mem,
-           "targets": tgt, "long": long_runs, "profile": profiles}
+           "skipped": MISSING, "train": train, "predict": predict, "load": load,
+           "memory": mem, "targets": tgt, "targets_issue6": tgt6, "long": long_runs,
+           "profile": profiles}
     path = os.path.join(args.out, f"{stamp}.json")
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)

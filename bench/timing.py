@@ -13,12 +13,12 @@ import numpy as np
 
 SETTLE = 0.01    # s of idle time before each sample
 # After work in one thread pool, its idle workers keep spinning for a while (OpenBLAS's
-# pthreads ~0.1 s): with all cores in use, the next library's threads then share the
-# cores with them. Measured on 2 cores: scipy's OpenBLAS ran its GEMMs 3.5x slower right
-# after NumPy's OpenBLAS (a separate library with its own pool), normal after 0.2 s;
-# within one pool it makes no difference. So a sampler that follows one from another pool
-# waits SWITCH_SETTLE first (only with more than one thread).
-SWITCH_SETTLE = 0.2
+# pthreads ~0.1 s, OpenMP's and XLA's pools similar): with all cores in use, the next
+# process's threads then share the cores with them. Measured on 2 cores: scipy's
+# OpenBLAS ran its GEMMs 3.5x slower right after NumPy's OpenBLAS, normal after 0.2 s.
+# So a sampler that follows one from another pool (another worker process, see
+# worker.py) waits SWITCH_SETTLE first (only with more than one thread).
+SWITCH_SETTLE = 0.3
 
 
 def summarize(samples):
@@ -37,6 +37,16 @@ def ratio(num, den):
     if not num or not den:
         return None
     return summarize([a / b for a, b in zip(num, den)])
+
+
+def ratio_to_best(num, others, lower_is_better=False):
+    """Summary of the per-round ratios num[i] / best of others[j][i] (the fastest peer
+    of each round: the highest rate, or the lowest time with lower_is_better)."""
+    others = [o for o in others if o]
+    if not num or not others:
+        return None
+    pick = min if lower_is_better else max
+    return summarize([a / pick(o[i] for o in others) for i, a in enumerate(num)])
 
 
 def interleave(samplers, rounds, pools=None, switch_settle=SWITCH_SETTLE):
