@@ -175,7 +175,7 @@ class DataParallel:
             metric.state_size()          # NotImplementedError for a metric without one
         signature = (model.dtype.name, model._params.shape[0], model.loss.name,
                      [m.name for m in model.metrics], type(model.optimizer).__name__,
-                     settings)
+                     model.optimizer.get_config(), settings)
         theirs = self.comm.allgather(signature)
         if any(s != theirs[0] for s in theirs):
             rows = "; ".join(f"rank {r}: {s}" for r, s in enumerate(theirs))
