@@ -175,9 +175,10 @@ class _MeanMetric(Metric):
         return self.total / self.count if self.count else 0.0
 
     def update_batch(self, p, y, sample_weight=None):
+        if sample_weight is not None and sample_weight.shape[0] == 0:
+            sample_weight = None            # the training loop's "unweighted"
         self.total += self._sum(p, y, sample_weight)
-        self.count += p.shape[0] if sample_weight is None or sample_weight.shape[0] == 0 \
-            else float(np.sum(sample_weight))
+        self.count += p.shape[0] if sample_weight is None else float(np.sum(sample_weight))
 
     def state_size(self):
         return 2

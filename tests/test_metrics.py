@@ -622,3 +622,13 @@ def test_fit_logs_the_epoch_metric_not_a_mean_of_batch_values():
         part.update_state(y[lo:lo + 32], pred[lo:lo + 32])
         batch_means.append(part.result())
     assert np.mean(batch_means) != pytest.approx(history.history["auc"][0], abs=1e-6)
+
+
+def test_update_batch_takes_the_training_loops_empty_weights():
+    p = np.array([[0.2, 0.8], [0.6, 0.4]])
+    for metric in (M.CategoricalAccuracy(), M.AUC(), M.MeanSquaredError()):
+        metric.build("real", 2)
+        metric.update_batch(p, np.eye(2), np.empty(0))
+        twin = metric.copy()
+        twin.update_state(np.eye(2), p)
+        assert metric.result() == twin.result()
