@@ -823,7 +823,8 @@ class Sequential:
         an array of any numeric dtype (e.g. uint8 images): it is read and converted batch
         by batch, never whole. x may be a generator / iterator of (x, y[, sample_weight])
         batches, or a fn.utils.PyDataset (then y and sample_weight are not given), read
-        one batch ahead in a background thread.
+        ahead in a background thread. shuffle=True shuffles a PyDataset's batch order
+        (seeded, per epoch); a generator's order is its own.
         steps_per_epoch: batches per epoch. None: one pass over arrays or a PyDataset,
         or until a generator ends (a single-use generator then has nothing left for a
         later epoch: fit warns "Your input ran out of data" and stops). k: the next k

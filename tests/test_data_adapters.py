@@ -162,9 +162,9 @@ def test_memmap_uint8_trains_like_in_memory_float32(uint8_file):
     a, b = make_model(dropout=True), make_model(dropout=True)
     ha = a.fit(mm, y, **kwargs)
     hb = b.fit(scaled(x), y, **kwargs)
-    assert ha.history == {k: v for k, v in hb.history.items()} or \
-        {k: v for k, v in ha.history.items() if k != "samples_per_second"} == \
-        {k: v for k, v in hb.history.items() if k != "samples_per_second"}
+    timing = {"samples_per_second"}
+    assert {k: v for k, v in ha.history.items() if k not in timing} == \
+        {k: v for k, v in hb.history.items() if k not in timing}
     assert same_weights(a, b)
     assert a.evaluate(mm, y, batch_size=7) == b.evaluate(scaled(x), y, batch_size=7)
     np.testing.assert_array_equal(a.predict(mm, batch_size=9), b.predict(scaled(x)))
@@ -228,7 +228,6 @@ def test_in_memory_uint8_is_not_converted_whole():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (20000, 256), np.uint8)     # 5 MB; float32 copy: 20 MB
     y = np.arange(20000) % 3
-    model = make_model()
     model = fn.Sequential([L.Dense(16, activation="relu", input_dim=256),
                            L.Dense(3, activation="softmax")])
     model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
@@ -635,7 +634,7 @@ def test_predict_on_batch_and_test_on_batch():
     sw = np.arange(9.0)
     assert model.test_on_batch(x[:9], y[:9], sample_weight=sw, return_dict=True) == \
         model.evaluate(x[:9], y[:9], sample_weight=sw, batch_size=9, return_dict=True)
-    assert same_weights(model, type("W", (), {"get_weights": lambda self: before})())
+    assert all(np.array_equal(p, q) for p, q in zip(before, model.get_weights()))
     no_metrics = make_model(metrics=())
     assert isinstance(no_metrics.test_on_batch(x[:5], y[:5]), float)
     with pytest.raises(ValueError, match=r"test_on_batch: x and y are required"):
