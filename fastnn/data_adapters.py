@@ -591,7 +591,7 @@ class StreamAdapter:
         self.class_weight = class_weight
         self.batch_size = None
         self.num_samples = None
-        self.ran_out = False          # the data ended before `steps` batches
+        self.ran_out = False          # the last epoch's data ended before `steps` batches
         self.exhausted = False        # a single-use source that has ended
         self.pydataset = isinstance(data, PyDataset)
         if self.pydataset:
@@ -719,6 +719,7 @@ class StreamAdapter:
             step += 1
 
     def epoch(self, workspace, seed=None, counter=0, shuffle=False):
+        self.ran_out = False
         if self.pydataset:
             self.data.on_epoch_begin()
         staging = _Staging(self.depth + 2, self.model.input_dim, self.model.dtype)

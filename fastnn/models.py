@@ -1156,6 +1156,8 @@ class Sequential:
                 for metric in metrics:
                     metric.update_batch(p, yb)
                 n_total += n
+        if data.ran_out:     # a generator ended before `steps` batches
+            warnings.warn(data_adapters.RAN_OUT, UserWarning, stacklevel=4)
         return loss_sum, n_total, metrics
 
     def _evaluation_means(self, loss_sum, n_total, metrics):

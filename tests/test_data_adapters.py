@@ -788,3 +788,11 @@ def test_steps_alone_set_the_batch_size_for_arrays():
     assert ha.history["loss"] == hb.history["loss"]
     assert ha.history["val_loss"] == hb.history["val_loss"]
     assert a.evaluate(x, y, steps=4) == a.evaluate(x, y, batch_size=30)
+
+
+def test_evaluate_warns_when_a_generator_ends_before_steps():
+    x, y = make_data()
+    model = make_model()
+    with pytest.warns(UserWarning, match=r"ran out of data"):
+        short = model.evaluate(batches_of(x, y, 30), steps=10)
+    assert short == model.evaluate(scaled(x), y, batch_size=30)
