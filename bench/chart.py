@@ -68,7 +68,8 @@ def plot(train, path, dtype, threads):
             ax.errorbar(b, med, yerr=_iqr(pts), color=color, marker="o", label=label,
                         capsize=2)
         if net in TRAIN_GOALS_11:
-            goals = [(b, g) for b, g in TRAIN_GOALS_11[net] if any(r["batch"] == b for r in rs)]
+            goals = [(b, g) for b, g in TRAIN_GOALS_11[net]
+                     if any(r["batch"] == b for r in rs)]
             ax.plot([b for b, _ in goals], [g for _, g in goals], ls="none",
                     marker="_", ms=22, mew=2, color="C1", alpha=0.6,
                     label="issue-11 goal vs best peer")

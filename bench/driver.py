@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 
-from jax_mlp import thread_flags
 from worker import LIBRARY
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,12 +57,9 @@ class Worker:
 
     def __init__(self, impl, threads, dtype):
         self.impl, self.threads, self.dtype = impl, threads, dtype
-        env = dict(os.environ)
-        if impl == "jax":
-            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + thread_flags(threads)).strip()
         self.proc = subprocess.Popen([sys.executable, WORKER, impl, str(threads), dtype],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env=env, preexec_fn=_die_with_parent)
+                                     preexec_fn=_die_with_parent)
         self.info = self.call("ping")        # waits until its imports are done
 
     def call(self, name, *args):

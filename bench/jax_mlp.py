@@ -9,8 +9,8 @@ Adam is optax.adam(lr, b1=0.9, b2=0.999, eps=1e-7) (Keras's and fastnn's epsilon
 to sqrt(v_hat) as they do); SGD with momentum 0.9 is optax.sgd(lr, momentum=0.9), the
 same trajectory as Keras's form for a constant learning rate.
 
-Threads: XLA's CPU thread pool is sized when jax is imported; worker.py sets XLA_FLAGS
-(see thread_flags) before the import. JAX and optax are comparisons only, never
+Threads: JAX's CPU thread pools are sized when jax is imported; worker.py calls
+limit_cpus before the import. JAX and optax are comparisons only, never
 dependencies of fastnn: `pip install jax jaxlib optax`.
 """
 import time
@@ -18,13 +18,16 @@ import time
 import numpy as np
 
 
-def thread_flags(threads):
-    """XLA_FLAGS for `threads` CPU threads: with 1, XLA's Eigen thread pool is switched
-    off and its intra-op parallelism set to 1; with more, XLA uses every core it may run
-    on (its default), which is what the other libraries get with the machine's count."""
-    if threads == 1:
-        return "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    return ""
+def limit_cpus(threads):
+    """Run this process (JAX's threads included) on `threads` of the CPUs it may use.
+    JAX sizes its CPU thread pools from the affinity mask when it is imported, and it
+    has no thread-count setting (XLA_FLAGS' intra_op_parallelism_threads=1 was measured
+    here not to limit them: jax-ml/jax#1539 recommends the affinity mask). Must run
+    before `import jax`; with all usable CPUs it changes nothing."""
+    import os
+    cpus = sorted(os.sched_getaffinity(0))
+    if threads < len(cpus):
+        os.sched_setaffinity(0, cpus[:threads])
 
 
 class JaxMLP:

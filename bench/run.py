@@ -157,7 +157,8 @@ def log(msg):
 def _interleave(workers, samplers, plan, threads):
     """samplers: {name: (worker, sampler key)}. Interleaved rounds of one command per
     sample; a change of worker pauses (their thread pools go idle, see timing.py)."""
-    calls = {name: (lambda w=w, k=k: w.call("sample", k)) for name, (w, k) in samplers.items()}
+    calls = {name: (lambda w=w, k=k: w.call("sample", k))
+             for name, (w, k) in samplers.items()}
     pools = {name: id(w) for name, (w, _) in samplers.items()}
     series = timing.interleave(calls, plan.rounds, pools, _switch(threads))
     for w, k in {(w, k.split(":")[0]) for w, k in samplers.values()}:
@@ -232,7 +233,8 @@ def predict_case(plan, workers, net, dtype, threads, tmp):
                      key, net.key, plan.seconds, nb, onnx_path)
     samplers = {}
     for impl, w in ready.items():          # each implementation's two samplers together
-        samplers[("lat", impl)], samplers[("thr", impl)] = (w, key + ":lat"), (w, key + ":thr")
+        samplers[("lat", impl)] = (w, key + ":lat")
+        samplers[("thr", impl)] = (w, key + ":thr")
     series = _interleave(workers, samplers, plan, threads)
     errors.update({f"{k[0]} {k[1]}": e for k, e in series.pop("_errors").items()})
     latency = {k[1]: timing.summarize(v) for k, v in series.items() if k[0] == "lat"}

@@ -39,8 +39,7 @@ LOADS = {"limit": "scipy.linalg.blas", "sklearn": "sklearn.neural_network",
 
 
 def set_threads(impl, threads):
-    """Each library's own way of using `threads` threads (XLA's is an environment
-    variable the driver sets before the process starts, see jax_mlp.thread_flags)."""
+    """Each library's own way of using `threads` threads, once it is imported."""
     if impl.startswith("fastnn"):
         import fastnn
         fastnn.set_num_threads(threads)
@@ -51,7 +50,8 @@ def set_threads(impl, threads):
         from threadpoolctl import threadpool_limits
         # kept referenced: the limits hold while the object lives
         set_threads.limiter = threadpool_limits(limits=threads, user_api="blas")
-    # onnxruntime: SessionOptions (onnx_predict.py); jax: XLA_FLAGS
+    # onnxruntime: SessionOptions (onnx_predict.py); jax: its CPU affinity, set before
+    # it is imported (jax_mlp.limit_cpus)
 
 
 def make_trainer(impl, net, dtype, batch, weights, x, y):
@@ -88,6 +88,9 @@ def _repeat(f, n):
 class Runner:
     def __init__(self, impl, threads, dtype):
         self.impl, self.threads, self.dtype = impl, threads, dtype
+        if impl == "jax":
+            from jax_mlp import limit_cpus
+            limit_cpus(threads)
         if impl == "limit":
             # fastnn/__init__.py's default for the OpenBLAS both call (read when it
             # loads): the limit runs the same BLAS the way fastnn runs it.
