@@ -3,8 +3,14 @@
 ``self.model`` and ``self.params``. Setting ``self.model.stop_training = True`` stops
 ``fit`` after the current batch.
 
-Per-batch hooks cost nothing unless a callback overrides them: the model calls them only
-when some callback does.
+The model calls the per-batch hooks only when some callback overrides them. The progress
+bar of ``verbose=1`` (fit's default) does, so by default every batch makes that Python
+call and builds its logs (running loss, each metric's result), though the bar redraws at
+most 10 times a second; with ``verbose=0`` and no per-batch callback, none of it happens.
+
+The callbacks that watch one logged value (EarlyStopping, ReduceLROnPlateau,
+ModelCheckpoint) share :class:`MonitorCallback`, Keras 3's base: ``monitor``, ``mode``,
+``min_delta`` and "has the value improved" written once.
 """
 import csv
 import math
@@ -184,15 +190,46 @@ class ProgbarLogger(Callback):
         self._out().flush()
 
 
-def _monitor_op(mode, monitor, owner):
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
-    if mode == "auto":
-        mode = "max" if ("acc" in monitor or monitor.endswith("auc")) else "min"
-    return mode
+class MonitorCallback(Callback):
+    """Base of the callbacks that watch one logged value (Keras 3's ``MonitorCallback``).
+
+    monitor: the key in the epoch's logs, e.g. "val_loss" or "val_accuracy".
+    mode: "min", "max", or "auto": "max" for names with "acc" in them or ending in "auc",
+        "min" for everything else (losses, errors).
+    min_delta: how much better than the reference a value must be to count as an
+        improvement (>= 0; 0: any strict improvement).
+    """
+
+    def __init__(self, monitor="val_loss", mode="auto", min_delta=0):
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', "
+                             f"got {mode!r}")
+        if mode == "auto":
+            mode = "max" if ("acc" in monitor or monitor.endswith("auc")) else "min"
+        self.monitor = monitor
+        self.mode = mode
+        self.min_delta = min_delta
+
+    def _is_improvement(self, value, reference):
+        """Whether ``value`` beats ``reference`` by more than min_delta; True when there is
+        no reference yet (None). A NaN value never improves on a number."""
+        if reference is None:
+            return True
+        if self.mode == "min":
+            return value < reference - self.min_delta
+        return value > reference + self.min_delta
+
+    def _monitored_value(self, logs):
+        """``logs[monitor]``, or None with a warning that lists what the logs hold."""
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"{type(self).__name__}: metric {self.monitor!r} is not available; "
+                          f"available: {sorted(logs)}", stacklevel=3)
+        return current
 
 
-class EarlyStopping(Callback):
+class EarlyStopping(MonitorCallback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
     epochs (counting from ``start_from_epoch``).
 
@@ -203,23 +240,17 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
                  baseline=None, restore_best_weights=False, start_from_epoch=0):
-        super().__init__()
-        self.monitor = monitor
-        self.min_delta = abs(v.real("EarlyStopping: min_delta", min_delta))
-        self.patience = v.positive_int("EarlyStopping: patience", patience, minimum=0)
+        min_delta = abs(v.real("EarlyStopping: min_delta", min_delta))
+        patience = v.positive_int("EarlyStopping: patience", patience, minimum=0)
+        super().__init__(monitor, mode, min_delta)
+        self.patience = patience
         self.verbose = verbose
-        self.mode = _monitor_op(mode, monitor, "EarlyStopping")
         self.baseline = baseline
         self.restore_best_weights = bool(restore_best_weights)
         self.start_from_epoch = v.positive_int("EarlyStopping: start_from_epoch",
                                                start_from_epoch, minimum=0)
         if baseline is not None:
             v.real("EarlyStopping: baseline", baseline)
-
-    def _better(self, a, b):
-        if b is None:
-            return True
-        return a < b - self.min_delta if self.mode == "min" else a > b + self.min_delta
 
     def on_train_begin(self, logs=None):
         self.wait = 0
@@ -229,22 +260,20 @@ class EarlyStopping(Callback):
         self.best_epoch = 0
 
     def on_epoch_end(self, epoch, logs=None):
-        current = (logs or {}).get(self.monitor)
+        current = self._monitored_value(logs or {})
         if current is None:
-            warnings.warn(f"EarlyStopping: metric {self.monitor!r} is not available; "
-                          f"available: {sorted(logs or {})}", stacklevel=2)
             return
         if epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = self.model.get_weights()
         self.wait += 1
-        if not math.isnan(current) and self._better(current, self.best):
+        if not math.isnan(current) and self._is_improvement(current, self.best):
             self.best = current
             self.best_epoch = epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
-            if self.baseline is None or self._better(current, self.baseline):
+            if self.baseline is None or self._is_improvement(current, self.baseline):
                 self.wait = 0
                 return
         if self.wait >= self.patience and epoch > 0:
@@ -271,22 +300,24 @@ class TerminateOnNaN(Callback):
             self.model.stop_training = True
 
 
-class ReduceLROnPlateau(Callback):
+class ReduceLROnPlateau(MonitorCallback):
     """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for
     ``patience`` epochs; wait ``cooldown`` epochs after a reduction; never below min_lr."""
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
                  min_delta=1e-4, cooldown=0, min_lr=0.0):
-        super().__init__()
-        self.monitor = monitor
-        self.factor = v.real("ReduceLROnPlateau: factor", factor, 0, 1, low_open=True,
-                             high_open=True)
-        self.patience = v.positive_int("ReduceLROnPlateau: patience", patience, minimum=0)
+        factor = v.real("ReduceLROnPlateau: factor", factor, 0, 1, low_open=True,
+                        high_open=True)
+        patience = v.positive_int("ReduceLROnPlateau: patience", patience, minimum=0)
+        min_delta = v.real("ReduceLROnPlateau: min_delta", min_delta, 0)
+        cooldown = v.positive_int("ReduceLROnPlateau: cooldown", cooldown, minimum=0)
+        min_lr = v.real("ReduceLROnPlateau: min_lr", min_lr, 0)
+        super().__init__(monitor, mode, min_delta)
+        self.factor = factor
+        self.patience = patience
         self.verbose = verbose
-        self.min_delta = v.real("ReduceLROnPlateau: min_delta", min_delta, 0)
-        self.cooldown = v.positive_int("ReduceLROnPlateau: cooldown", cooldown, minimum=0)
-        self.min_lr = v.real("ReduceLROnPlateau: min_lr", min_lr, 0)
-        self.mode = _monitor_op(mode, monitor, "ReduceLROnPlateau")
+        self.cooldown = cooldown
+        self.min_lr = min_lr
 
     def on_train_begin(self, logs=None):
         self.best = None
@@ -300,18 +331,13 @@ class ReduceLROnPlateau(Callback):
             raise TypeError("ReduceLROnPlateau: the optimizer's learning rate is a schedule; "
                             "it cannot be changed by this callback")
         logs["learning_rate"] = lr
-        current = logs.get(self.monitor)
+        current = self._monitored_value(logs)
         if current is None:
-            warnings.warn(f"ReduceLROnPlateau: metric {self.monitor!r} is not available; "
-                          f"available: {sorted(logs)}", stacklevel=2)
             return
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        better = self.best is None or (current < self.best - self.min_delta
-                                       if self.mode == "min"
-                                       else current > self.best + self.min_delta)
-        if better:
+        if self._is_improvement(current, self.best):
             self.best = current
             self.wait = 0
         elif self.cooldown_counter <= 0:
@@ -474,7 +500,7 @@ class GradientMonitor(Callback):
                                         (self._ratio / self._count).tolist()))
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(MonitorCallback):
     """Save the model (or only its weights) after each epoch, through the same atomic save
     as ``model.save``. ``filepath`` may contain ``{epoch}`` and any log key, e.g.
     "ckpt-{epoch:02d}-{val_loss:.3f}.fnn". With save_best_only=True a file is written only
@@ -482,13 +508,12 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto"):
-        super().__init__()
-        self.filepath = os.fspath(filepath)
-        self.monitor = monitor
+        filepath = os.fspath(filepath)
+        super().__init__(monitor, mode)
+        self.filepath = filepath
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
-        self.mode = _monitor_op(mode, monitor, "ModelCheckpoint")
         self.best = None
 
     def on_train_begin(self, logs=None):
@@ -497,14 +522,9 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.save_best_only:
-            current = logs.get(self.monitor)
-            if current is None:
-                warnings.warn(f"ModelCheckpoint: metric {self.monitor!r} is not available; "
-                              f"available: {sorted(logs)}", stacklevel=2)
-                return
-            if math.isnan(current) or (self.best is not None and
-                                       not (current < self.best if self.mode == "min"
-                                            else current > self.best)):
+            current = self._monitored_value(logs)
+            if current is None or math.isnan(current) or \
+                    not self._is_improvement(current, self.best):
                 return
             self.best = current
         scalars = {k: v for k, v in logs.items() if np.isscalar(v)}
