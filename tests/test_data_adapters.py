@@ -796,3 +796,41 @@ def test_evaluate_warns_when_a_generator_ends_before_steps():
     with pytest.warns(UserWarning, match=r"ran out of data"):
         short = model.evaluate(batches_of(x, y, 30), steps=10)
     assert short == model.evaluate(scaled(x), y, batch_size=30)
+
+
+def test_live_progress_bar_counts_batches_of_unknown_total():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    x, y = make_data()
+    out = Terminal()
+    bar = fn.callbacks.ProgbarLogger(verbose=1, stream=out)
+    make_model().fit(batches_of(x, y, 30), callbacks=[bar], verbose=0)
+    text = out.getvalue()
+    assert "1/Unknown" in text and "4/4 - " in text
+
+
+def test_concurrent_predict_and_evaluate_on_a_memmap(uint8_file):
+    mm, x, y = uint8_file
+    model = make_model()
+    model.fit(mm, y, epochs=1, verbose=0)
+    expected_p, expected_e = model.predict(mm, batch_size=7), model.evaluate(mm, y)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                results.append((model.predict(mm, batch_size=7), model.evaluate(mm, y)))
+        except Exception as e:       # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 20
+    for p, e in results:
+        np.testing.assert_array_equal(p, expected_p)
+        assert e == expected_e
