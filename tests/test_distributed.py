@@ -113,6 +113,17 @@ def assert_same_training(ranks, reference, tolerance):
 
 # ------------------------------------------------------------------ no MPI needed --
 
+def test_without_mpi_the_mpi_tests_skip_or_fail_when_required(monkeypatch):
+    # What keeps CI honest: there FASTNN_REQUIRE_MPI=1 turns the skip into a failure.
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setenv("FASTNN_REQUIRE_MPI", "1")
+    with pytest.raises(pytest.fail.Exception, match="FASTNN_REQUIRE_MPI=1 but mpi4py"):
+        _mpiexec()
+    monkeypatch.delenv("FASTNN_REQUIRE_MPI")
+    with pytest.raises(pytest.skip.Exception, match="mpi4py is not installed"):
+        _mpiexec()
+
+
 @pytest.mark.parametrize("size", [1, 2, 3, 5])
 def test_shares_cover_each_row_once_rank0_never_empty(size):
     for n in range(0, 40):
