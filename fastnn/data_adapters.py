@@ -429,15 +429,13 @@ class ArrayAdapter:
 
         Training: every epoch has the same global batches, of which this rank gets rows
         [lo, hi); an empty share comes as (None, None, None, None), a step the rank must
-        still take part in. Evaluation: the rows of the pass are split once (None when
-        this rank's part is empty)."""
+        still take part in. Evaluation: the rows of the pass are split once (a rank's part
+        may have no rows, and then no batches)."""
         part = copy.copy(self)
         if self.training:
             part._share = share
             return part
         lo, hi = share(min(self.num_samples, self.num_batches * self.batch_size))
-        if hi == lo:
-            return None
         if self.lazy:
             part.index = self.index[lo:hi] if self.index is not None else \
                 np.arange(lo, hi, dtype=np.int64)
@@ -446,7 +444,7 @@ class ArrayAdapter:
         part.y = self.y[lo:hi]
         part.sw = self.sw[lo:hi] if self.sw.shape[0] else self.sw
         part.num_samples = hi - lo
-        part.batch_size = min(self.batch_size, hi - lo)
+        part.batch_size = max(1, min(self.batch_size, hi - lo))
         part.num_batches = -(-part.num_samples // part.batch_size)
         return part
 

@@ -68,6 +68,14 @@ _LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_
 # Callbacks that print or write files: on the chief only.
 _CHIEF_ONLY = (callbacks_module.ProgbarLogger, callbacks_module.CSVLogger,
                callbacks_module.ModelCheckpoint)
+# fastnn's callbacks with batch hooks that never stop training.
+_NEVER_STOP = (callbacks_module.ProgbarLogger, callbacks_module.History,
+               callbacks_module.GradientMonitor)
+
+
+class RanksDiverged(RuntimeError):
+    """The ranks' weights differ after an epoch: something changed the model on some
+    ranks only. Raised on every rank at the same point."""
 
 
 def _launched_size():
@@ -143,6 +151,8 @@ class DataParallel:
         self.allreduce_calls = 0
         self._scalars = np.zeros(0, np.float64)
         self._metrics = []
+        self._flag = np.zeros(1, np.int32)
+        self._agree_per_batch = False
         if self.size > 1:
             node = comm.Split_type(_mpi().COMM_TYPE_SHARED)
             self.local_size = node.Get_size()
@@ -159,8 +169,9 @@ class DataParallel:
 
     # ------------------------------------------------------------ fit's hooks --
     # Sequential.fit calls these, in this order: _begin (after the data is checked, before
-    # the validation split), _shard, _callbacks, then within _guard: per step _batch_rows,
-    # _step_metrics and _reduce_step, per epoch _evaluate.
+    # the validation split), _shard, then within _guard: _callbacks; per step
+    # _batch_rows, _step_metrics, _reduce_step and _after_batch; per epoch _evaluate and
+    # _after_epoch.
 
     def _begin(self, model, settings):
         """Check that every rank has the same model, data and arguments (``settings``: the
@@ -205,6 +216,7 @@ class DataParallel:
                                  f"map, which every rank reads its rows of each batch from; "
                                  f"generators and PyDatasets are not supported")
         self._batch_size, self._samples = train.batch_size, train.num_samples
+        # (an empty validation share still takes part in each epoch's reduction)
         return train.shard(self.share), None if val is None else val.shard(self.share)
 
     def _batch_rows(self, step):
@@ -216,9 +228,16 @@ class DataParallel:
     def _callbacks(self, callbacks):
         """The callbacks this rank runs: all of them on the chief; elsewhere, all but
         those that print progress or write files."""
-        if self.is_chief:
-            return callbacks
-        return [c for c in callbacks if not isinstance(c, _CHIEF_ONLY)]
+        mine = callbacks if self.is_chief else \
+            [c for c in callbacks if not isinstance(c, _CHIEF_ONLY)]
+        # Whether any rank runs a batch hook that may set stop_training: then the ranks
+        # agree on it after every batch (see _after_batch); one reduction per fit.
+        self._flag[0] = any(callbacks_module._overrides(c, hook) for c in mine
+                            if not isinstance(c, _NEVER_STOP)
+                            for hook in ("on_train_batch_begin", "on_train_batch_end"))
+        self.comm.Allreduce(_mpi().IN_PLACE, self._flag, op=_mpi().MAX)
+        self._agree_per_batch = bool(self._flag[0])
+        return mine
 
     def _step_metrics(self):
         """Metrics for this rank's share of one batch (copies of the model's, reset):
@@ -245,17 +264,39 @@ class DataParallel:
         _add_states(model.metrics, s[2:])
         return float(s[0]), float(s[1])
 
+    def _after_batch(self, model):
+        """A callback that stops training on some ranks only (a wall-clock limit, a rank-0
+        callback) would leave the others in the next Allreduce: when any rank has such a
+        hook, the ranks agree after each batch (a 4-byte Allreduce); a stop anywhere stops
+        every rank."""
+        if self._agree_per_batch:
+            self._flag[0] = model.stop_training
+            self.comm.Allreduce(_mpi().IN_PLACE, self._flag, op=_mpi().MAX)
+            model.stop_training = bool(self._flag[0])
+
+    def _after_epoch(self, model, epoch):
+        """At each epoch's end the ranks agree on stop_training (a stop anywhere stops
+        every rank) and check that their weights are still bit-identical (an exact
+        checksum: the parameters' bit patterns summed as integers); if not, every rank
+        raises RanksDiverged."""
+        params = model._params
+        bits = params.view(np.uint32 if params.dtype.itemsize == 4 else np.uint64)
+        checksum = int(np.add.reduce(bits, dtype=np.uint64))
+        theirs = self.comm.allgather((bool(model.stop_training), checksum))
+        model.stop_training = any(stop for stop, _ in theirs)
+        if any(c != theirs[0][1] for _, c in theirs):
+            raise RanksDiverged(
+                f"fit(distribute=...): after epoch {epoch + 1} the ranks' weights differ "
+                f"(checksums by rank: {[c for _, c in theirs]}): something changed the "
+                f"model on some ranks only, e.g. a callback that sets weights or the "
+                f"learning rate differently on different ranks")
+
     def _evaluate(self, model, val):
         """fit's validation: each rank evaluates its share of the rows (val, from _shard;
-        None when empty), the sums are reduced; [mean loss + penalty, metrics...] on every
-        rank."""
+        it may have none), the sums are reduced; [mean loss + penalty, metrics...] on
+        every rank."""
         MPI = _mpi()
-        if val is not None:
-            loss_sum, n, metrics = model._evaluate_sums(val)
-        else:
-            loss_sum, n, metrics = 0.0, 0, model._thread_metrics()
-            for metric in metrics:
-                metric.reset_state()
+        loss_sum, n, metrics = model._evaluate_sums(val)
         sums = np.zeros(2 + sum(m.state_size() for m in metrics), np.float64)
         sums[0], sums[1] = loss_sum, n
         _write_states(metrics, sums[2:])
@@ -279,6 +320,8 @@ class DataParallel:
             layer._backward_penalty = self.is_chief
         try:
             yield
+        except RanksDiverged:
+            raise                        # decided on allgathered values: every rank raises
         except FloatingPointError:
             if not model.stop_training:
                 _abort(self.comm, sys.exc_info())
@@ -318,6 +361,9 @@ def _abort(comm, exc_info):
     sys.stderr.write(f"fastnn.distributed: rank {rank} of {comm.Get_size()} failed; "
                      f"aborting the job so no rank waits forever:\n{text}")
     sys.stderr.flush()
+    # The launcher forwards a rank's output asynchronously; tearing the job down at once
+    # lost the traceback about 1 time in 30 (measured with MPICH's Hydra).
+    time.sleep(0.25)
     comm.Abort(1)
     os._exit(1)
 

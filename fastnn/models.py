@@ -1014,6 +1014,8 @@ class Sequential:
                         for metric in self.metrics:
                             blogs[metric.name] = metric.result()
                         cbl.on_train_batch_end(step, blogs)
+                    if strategy is not None:
+                        strategy._after_batch(self)   # a stop on one rank stops all
                     if self.stop_training:
                         break
                 batches.close()    # the prefetching thread, if any, ends here
@@ -1042,6 +1044,8 @@ class Sequential:
                     cbl.on_test_end({k: v for k, v in logs.items() if k.startswith("val_")})
                 logs["samples_per_second"] = seen / elapsed if elapsed > 0 else float("inf")
                 cbl.on_epoch_end(epoch, logs)
+                if strategy is not None:
+                    strategy._after_epoch(self, epoch)
                 if train.ran_out:        # a generator ended before steps_per_epoch
                     warnings.warn(data_adapters.RAN_OUT, UserWarning, stacklevel=3)
                     self.stop_training = True

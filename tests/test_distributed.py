@@ -71,17 +71,17 @@ def launch(args, cwd, ranks=2, launcher_args=()):
     return proc.returncode, out, err
 
 
-def run_case(name, workdir):
-    """The case under mpiexec -n 2: the list of the ranks' results."""
-    code, out, err = launch([RUN_CASE, name, str(workdir)], cwd=workdir)
+def run_case(name, workdir, ranks=2):
+    """The case under mpiexec -n ranks: the list of the ranks' results."""
+    code, out, err = launch([RUN_CASE, name, str(workdir)], cwd=workdir, ranks=ranks)
     assert code == 0, f"mpiexec failed ({code}):\n{out}\n{err}"
     with open(workdir / "result.pkl", "rb") as f:
         return pickle.load(f)
 
 
-def expected_threads():
-    """fastnn's default thread count in one of 2 ranks on this node."""
-    n = max(1, _threads.available_cpus() // 2)
+def expected_threads(ranks=2):
+    """fastnn's default thread count in one of `ranks` ranks on this node."""
+    n = max(1, _threads.available_cpus() // ranks)
     limit = _threads._environment_limit()
     return n if limit is None else min(n, limit)
 
@@ -96,7 +96,7 @@ def assert_same_training(ranks, reference, tolerance):
         for k in ranks[0]["slots"]:
             assert np.array_equal(ranks[0]["slots"][k], other["slots"][k])
     for result in ranks:
-        assert result["size"] == 2
+        assert result["size"] == len(ranks)
         assert result["epochs"] == reference["epochs"]
         for key in ("iterations", "epochs_trained", "seed", "learning_rate"):
             assert result[key] == reference[key], key
@@ -108,7 +108,7 @@ def assert_same_training(ranks, reference, tolerance):
         assert sorted(result["history"]) == sorted(reference["history"])
         for k, values in reference["history"].items():
             assert cases.relative_difference(result["history"][k], values) <= tolerance, k
-        assert result["threads"] == expected_threads()
+        assert result["threads"] == expected_threads(len(ranks))
 
 
 # ------------------------------------------------------------------ no MPI needed --
@@ -268,8 +268,20 @@ def test_two_ranks_train_as_one_process_float64(tmp_path):
 
 
 def test_two_ranks_validation_split_sgd_one_step_epochs(tmp_path):
+    """Also validation data of one row (rank 1's share of it is empty)."""
     ranks = run_case("validation_split", tmp_path)
     reference = cases.validation_split(None, 0, str(tmp_path))
+    assert_same_training(ranks, reference, 1e-9)
+    for result in ranks:
+        assert cases.relative_difference(result["one_row_val_loss"],
+                                         reference["one_row_val_loss"]) <= 1e-9
+
+
+def test_three_ranks_unequal_shares(tmp_path):
+    """Batches of 50 in shares of 17, 17, 16 (dropout keys at rows 17 and 34), the last
+    batch of 1 row leaving ranks 1 and 2 empty."""
+    ranks = run_case("equivalence", tmp_path, ranks=3)
+    reference = cases.equivalence(None, 0, str(tmp_path))
     assert_same_training(ranks, reference, 1e-9)
 
 
@@ -313,6 +325,17 @@ def test_ranks_with_different_data_raise_the_same_error(tmp_path):
         assert "(251, 12)" in result["error"] and "(250, 12)" in result["error"]
 
 
+def test_callbacks_acting_on_one_rank_cannot_split_the_job(tmp_path):
+    ranks = run_case("uneven_callbacks", tmp_path)
+    for result in ranks:
+        # rank 1 stopped after batch 2 of the first epoch: so did rank 0
+        assert result["first_epochs"] == [0] and result["iterations_after_first"] == 3
+        # rank 0 stopped after the second epoch: so did rank 1
+        assert result["second_epochs"] == [0, 1]
+        assert result["error"].startswith("RanksDiverged: fit(distribute=...): after "
+                                          "epoch 1 the ranks' weights differ")
+
+
 def test_batch_normalization_is_refused_on_every_rank(tmp_path):
     for result in run_case("batch_norm", tmp_path):
         assert "batch normalization" in result["error"]
@@ -321,8 +344,8 @@ def test_batch_normalization_is_refused_on_every_rank(tmp_path):
 
 def test_an_exception_on_one_rank_aborts_the_job(tmp_path):
     code, out, err = launch([RUN_CASE, "fail_on_rank1", str(tmp_path)], cwd=tmp_path)
-    assert code != 0
-    assert "rank 1 of 2 failed" in err and "deliberate failure on rank 1" in err
+    assert code != 0, f"{out}\n{err}"
+    assert "rank 1 of 2 failed" in err and "deliberate failure on rank 1" in err, err
     assert not (tmp_path / "result.pkl").exists()
 
 

@@ -99,9 +99,14 @@ def validation_split(distribute=None, rank=0, workdir="."):
                   loss="mse")
     model.fit(x, y, batch_size=7, epochs=3, validation_split=0.2, verbose=0,
               distribute=distribute)
+    # validation data of one row: the other ranks' shares of it are empty
+    one_row = model.fit(x, y, batch_size=13, epochs=2, validation_data=(x[:1], y[:1]),
+                        verbose=0, distribute=distribute)
     history = model.fit(x, y, batch_size=500, epochs=5, shuffle=False, verbose=0,
                         distribute=distribute)
-    return _result(model, history)
+    result = _result(model, history)
+    result["one_row_val_loss"] = one_row.history["val_loss"]
+    return result
 
 
 def float32(distribute=None, rank=0, workdir="."):
@@ -179,6 +184,40 @@ def batch_norm(distribute=None, rank=0, workdir="."):
         return {"error": str(e)}
 
 
+def uneven_callbacks(distribute=None, rank=0, workdir="."):
+    """Callbacks that act on one rank only: a stop at batch level on rank 1 and one at
+    epoch level on rank 0 stop every rank at the same point; weights changed on rank 1
+    only make every rank raise RanksDiverged at the epoch's end."""
+    x, y, sw, xv, yv = classification_data()
+    fn.set_seed(9)
+    model = _classifier()
+
+    def stop_batch(batch, logs):
+        if rank == 1 and batch == 2:
+            model.stop_training = True
+
+    def stop_epoch(epoch, logs):
+        if rank == 0 and epoch == 1:
+            model.stop_training = True
+    first = model.fit(x, y, batch_size=50, epochs=3, verbose=0, distribute=distribute,
+                      callbacks=[fn.callbacks.LambdaCallback(on_train_batch_end=stop_batch)])
+    after_first = model.optimizer.iterations
+    second = model.fit(x, y, batch_size=50, epochs=5, verbose=0, distribute=distribute,
+                       callbacks=[fn.callbacks.LambdaCallback(on_epoch_end=stop_epoch)])
+
+    def nudge(epoch, logs):
+        if rank == 1:
+            model.layers[0].W[0, 0] += 1.0
+    try:
+        model.fit(x, y, batch_size=50, epochs=2, verbose=0, distribute=distribute,
+                  callbacks=[fn.callbacks.LambdaCallback(on_epoch_end=nudge)])
+        error = None
+    except RuntimeError as e:
+        error = f"{type(e).__name__}: {e}"
+    return {"first_epochs": first.epoch, "iterations_after_first": after_first,
+            "second_epochs": second.epoch, "error": error}
+
+
 def fail_on_rank1(distribute=None, rank=0, workdir="."):
     """A callback that fails on rank 1 only, in the second epoch: the job must abort
     (the chief would otherwise wait in the next Allreduce forever)."""
@@ -195,7 +234,8 @@ def fail_on_rank1(distribute=None, rank=0, workdir="."):
 
 
 CASES = {f.__name__: f for f in (equivalence, validation_split, float32, nan_stop,
-                                  chief_writes, mismatch, batch_norm, fail_on_rank1)}
+                                  chief_writes, mismatch, batch_norm, uneven_callbacks,
+                                  fail_on_rank1)}
 
 
 def relative_difference(a, b):
