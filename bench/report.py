@@ -68,9 +68,11 @@ def _fit(text, width):
 
 
 def _table(header, rows, widths):
-    line = "".join(_fit(h, w) for h, w in zip(header, widths))
+    """Columns of the given widths, one space between (a cell wider than its column
+    still stays apart from the next)."""
+    line = " ".join(_fit(h, w) for h, w in zip(header, widths))
     out = [line, "-" * len(line)]
-    out += ["".join(_fit(c, w) for c, w in zip(r, widths)) for r in rows]
+    out += [" ".join(_fit(c, w) for c, w in zip(r, widths)) for r in rows]
     return out
 
 
@@ -248,7 +250,7 @@ def targets11_table(rows, threads, dtype="float32"):
            f"median (min-max) of per-round ratios; each library in its own process"]
     out += _table(["target", "measured", "result", "other load"],
                   [[r["target"], r["measured"], r["result"], load_cell(r)] for r in rows],
-                  [-60, -24, 7, 12])
+                  [-62, -24, 7, 12])
     if any((r.get("other_load") or 0) >= BUSY for r in rows):
         out.append("  ! other processes kept >= 0.2 cores busy during that case (beyond "
                    "the load case's own busy loop): its numbers (and verdict) are not "
