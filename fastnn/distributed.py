@@ -128,8 +128,9 @@ class DataParallel:
     arguments.
 
     Attributes: ``rank``, ``size``, ``is_chief`` (rank 0: prints and writes files),
-    ``local_size`` (ranks on this node), ``allreduce_seconds`` / ``allreduce_calls`` (time
-    spent in the per-step gradient reduction, summed over fits: what communication costs).
+    ``local_size`` (ranks on this node), ``allreduce_seconds`` / ``allreduce_calls`` (the
+    time from entering to leaving each step's reduction, summed over fits: communication
+    plus waiting for the slowest rank).
 
     With more than one rank, fastnn's default thread count becomes this process's share
     of the node's CPUs (available CPUs // ranks on the node) unless the user chose one,
