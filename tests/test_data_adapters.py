@@ -834,3 +834,29 @@ def test_concurrent_predict_and_evaluate_on_a_memmap(uint8_file):
     for p, e in results:
         np.testing.assert_array_equal(p, expected_p)
         assert e == expected_e
+
+
+@pytest.mark.parametrize("source", ["uint8 in memory", "uint8 memmap"])
+def test_lazy_training_holds_no_more_memory_per_epoch(tmp_path, source):
+    """As tests/test_models.py's no-allocation test, for x read batch by batch: after
+    the first fit made the workspaces, what fit holds at its peak is the epoch's
+    shuffled order (3 x 32 KiB here) and the staging ring (at most 3 batch buffers of
+    16 KiB), the same for 3 epochs as for 9: nothing accumulates per step or epoch."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (4096, 64), np.uint8)
+    y = np.arange(4096) % 10
+    if source == "uint8 memmap":
+        np.save(tmp_path / "x.npy", x)
+        x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    fn.set_seed(0)
+    model = fn.Sequential([L.Dense(32, activation="relu", input_dim=64),
+                           L.Dense(10, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    peaks = []
+    for epochs in (3, 9):
+        tracemalloc.start()
+        model.fit(x, y, batch_size=64, epochs=epochs, verbose=0)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[0] < 250_000 and peaks[1] < peaks[0] + 20_000, peaks
