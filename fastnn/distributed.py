@@ -23,9 +23,9 @@ the weights stay identical without ever being sent again. What makes the sum rig
 The step's other numbers (the batch's loss sum, the penalty and the metrics' states of the
 batch, float64; see Metric.write_state) go through a second, non-blocking Allreduce
 started just before the gradient's and finished after it: it rides in the shadow of the
-large one instead of adding a round trip (bench/data_parallel.py, 2 ranks, the 2.7 MB
-gradient of 784-512-512-10: Allreduce alone 0.65 ms, with the Iallreduce beside it 0.55
-ms, medians of 100 on a busy machine: no measurable extra cost). Each rank then adds the summed batch state into
+large one instead of adding a round trip (bench/data_parallel.py, 2 ranks on idle cores,
+the 2.7 MB gradient of 784-512-512-10: Allreduce alone 702 µs, with the Iallreduce beside
+it 704 µs, medians of 100: no measurable extra cost). Each rank then adds the summed batch state into
 its metrics, so their values are the global batch's on every rank.
 Everything the loop decides on is reduced before it decides: the NaN/inf check reads the
 reduced sums (a non-finite value on any rank makes them non-finite on every rank), the
