@@ -6,8 +6,8 @@ ReLU units and saturated sigmoids leave gradients and Adam's moments decaying in
 subnormal floats, which the CPU handles far more slowly (PERF-NOTES: a step of the small
 model went from 0.80 to 1.51 ms within 4,000 steps). This run trains each implementation
 for several epochs on the real Fashion-MNIST (random data of the same shape when it is
-not installed, which shows much less of the effect), epoch by epoch interleaved, and
-reports each epoch's samples/s and the share of subnormal values in the optimizer state.
+not installed, which shows much less of the effect), each in its own worker process
+(worker.py), epoch by epoch interleaved, and reports each epoch's samples/s and the share of subnormal values in the optimizer state.
 Nobody flushes subnormals to zero here: not NumPy, not PyTorch (its default), and not
 fastnn unless its kernels do so themselves.
 """
@@ -16,9 +16,6 @@ import time
 import numpy as np
 
 import timing
-from cases import initial_weights
-from fastnn_mlp import FastnnMLP
-from numpy_mlp import NumpyMLP
 
 
 def load_data(dtype):
@@ -62,32 +59,39 @@ def _state_arrays(name, impl):
     return out
 
 
-def run_long(net, dtype, batch, epochs, threads, with_torch, data):
-    x, y, source = data
-    weights = initial_weights(net, dtype)
-    impls = {"fastnn": FastnnMLP(net, weights, dtype, mode="fit"),
-             "numpy": NumpyMLP(net, weights, dtype)}
-    if with_torch:
-        from torch_mlp import TorchMLP
-        impls["torch-fused"] = TorchMLP(net, weights, dtype, fused=True)
-    for impl in impls.values():
-        impl.reset()
-    steps = x.shape[0] // batch
+# The implementations of the long run: {name shown: worker implementation}.
+IMPLS = {"fastnn": "fastnn-fit", "numpy": "numpy", "torch-fused": "torch-fused"}
+
+
+def one_epoch(name, impl, x, y, batch):
+    """One full epoch of `impl` (in its worker process, worker.Runner.long_epoch), no
+    reset before it: {samples_per_second, subnormal_share}."""
+    if name == "fastnn":
+        sps = impl.model.fit(x, y, batch_size=batch, epochs=1, verbose=0) \
+            .history["samples_per_second"][-1]
+    else:
+        steps = x.shape[0] // batch
+        sps = steps * batch / impl.train_steps(x, y, batch, steps)
+    return {"samples_per_second": sps,
+            "subnormal_share": subnormal_share(_state_arrays(name, impl))}
+
+
+def run_long(net, dtype, batch, epochs, threads, names, workers):
+    """names: the IMPLS to run, each in its worker (from driver.Workers `workers`),
+    epoch by epoch interleaved."""
+    ws = {name: workers.get(IMPLS[name], threads, dtype) for name in names}
+    source = None
+    for w in ws.values():
+        source = w.call("long_prepare", net.key, batch)
     rows = []
     for epoch in range(epochs):
         row = {"epoch": epoch + 1}
-        for name, impl in impls.items():
-            time.sleep(timing.SWITCH_SETTLE)     # let the previous library's pool idle
-            if name == "fastnn":
-                sps = impl.model.fit(x, y, batch_size=batch, epochs=1, verbose=0) \
-                    .history["samples_per_second"][-1]
-            else:
-                sps = steps * batch / impl.train_steps(x, y, batch, steps)
-            row[name] = {"samples_per_second": sps,
-                         "subnormal_share": subnormal_share(_state_arrays(name, impl))}
+        for name, w in ws.items():
+            time.sleep(timing.SWITCH_SETTLE)     # let the previous worker's pool idle
+            row[name] = w.call("long_epoch")
         rows.append(row)
     drift = {name: rows[-1][name]["samples_per_second"] / rows[0][name]["samples_per_second"]
-             for name in impls}
+             for name in ws}
     return {"net": net.name, "dtype": str(np.dtype(dtype)), "batch": batch,
             "threads": threads, "data": source, "epochs": rows,
             "last_over_first": drift, "reset_between_epochs": False}

@@ -413,13 +413,13 @@ def main(argv=None):
         mem = memory_case(plan, max(plan.threads))
     if args.long:
         import long_run
-        ldata = long_run.load_data("float32")
+        names = [n for n, impl in long_run.IMPLS.items() if impl not in MISSING]
         for key in [k for k in ("small", "big") if k in plan.nets or args.nets is None]:
             log(f"long run: {cases.NETS[key].name}, {args.epochs} epochs ...")
-            long_runs.append(long_run.run_long(
-                cases.NETS[key], "float32", args.long_batch, args.epochs,
-                max(plan.threads), "torch-fused" not in MISSING, ldata))
-        del ldata
+            with driver.Workers() as workers:
+                long_runs.append(long_run.run_long(
+                    cases.NETS[key], "float32", args.long_batch, args.epochs,
+                    max(plan.threads), names, workers))
     if args.profile or args.profile_only:
         import phases
         for batch in args.profile_batches:

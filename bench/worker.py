@@ -8,7 +8,7 @@ process of its own that imports only its library. The driver sends commands as p
 (name, args) tuples on stdin and reads one pickled ("ok", value) or ("error", text)
 reply per command on the process's original stdout; anything the libraries print goes
 to stderr. Commands (methods of Runner): ping, prepare_train, prepare_predict, sample,
-drop. A worker holds its own copy of the fixed random data (cases.random_data) and the
+drop, and long_prepare / long_epoch for --long. A worker holds its own copy of the fixed random data (cases.random_data) and the
 shared initial weights (cases.initial_weights), so every process trains on the same
 numbers; each timed sample starts from a reset to those weights (untimed).
 """
@@ -157,6 +157,24 @@ class Runner:
         self.samplers[key + ":lat"] = lambda: timing.latency_sample(f1, seconds) * 1e6
         self.samplers[key + ":thr"] = lambda: calls * batch / _repeat(fb, calls)
         return calls
+
+    def long_prepare(self, net_key, batch):
+        """--long: the implementation at its initial state on the real data (random
+        when it is not installed); returns the data's description."""
+        import long_run
+        net = cases.NETS[net_key]
+        x, y, source = long_run.load_data(self.dtype)
+        t = make_trainer(self.impl, net, self.dtype, batch,
+                         cases.initial_weights(net, self.dtype), x, y)
+        t.reset()
+        self.long = (t, x, y, batch)
+        return source
+
+    def long_epoch(self):
+        """--long: one more full epoch, no reset (long_run.one_epoch)."""
+        import long_run
+        name = {v: k for k, v in long_run.IMPLS.items()}[self.impl]
+        return long_run.one_epoch(name, *self.long)
 
     def sample(self, key):
         return self.samplers[key]()
