@@ -5,6 +5,13 @@ directory, then flushes, fsyncs and renames it over ``path`` (and fsyncs the dir
 a crash at any moment, SIGKILL included, leaves the old file or the new one, never half of
 one; if the block raises, the temporary is removed and ``path`` is untouched.
 
+Writing over an existing file behaves as ``open(path, "wb")`` does, where that is
+possible with a rename: a symlink is followed (the link's final target, resolved with
+os.path.realpath, is replaced, atomically, by a temporary in the target's directory; the
+link stays a link), and the existing file's permission bits are kept (a 0600 file stays
+0600). What a rename cannot keep, it does not: the new file has a new inode, so hard links
+to the old one keep the old content, and its owner is the writer.
+
 A writer killed mid-write cannot remove its temporary. The next write to the same target
 does: it removes the temporaries of that target whose writers are dead. A writer holds an
 exclusive ``flock`` on its temporary from creation to rename, and the kernel drops the lock
@@ -20,6 +27,7 @@ import contextlib
 import os
 import re
 import secrets
+import stat
 
 try:
     import fcntl
@@ -50,9 +58,12 @@ def atomic_write(path, mode=None):
     """Yield a binary file whose content replaces ``path`` atomically when the block ends.
 
     mode: the file's permission bits (e.g. 0o644); None gives what ``open(path, "wb")``
-    would give a new file (0o666 less the umask).
+    would give: an existing file's bits, else a new file's (0o666 less the umask).
+    A symlink at path is followed (the module docstring).
     """
-    path = os.fspath(path)
+    path = os.path.realpath(os.fspath(path))
+    if mode is None:
+        mode = _existing_mode(path)
     remove_stale_temporaries(path)
     f, tmp = _create_locked(path)
     try:
@@ -68,6 +79,15 @@ def atomic_write(path, mode=None):
         _unlink_quietly(tmp)
         raise
     _fsync_directory(os.path.dirname(os.path.abspath(path)))
+
+
+def _existing_mode(path):
+    """The permission bits of the regular file at path, or None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
 
 
 def _create_locked(path):

@@ -12,16 +12,20 @@ A model file is a ZIP archive (written stored, not compressed) holding:
 - ``parameters.npy``: every weight, flat, in get_weights() order (the model's buffer);
 - ``optimizer/<slot>.npy``: the optimizer's slots (moments, accumulators), flat.
 
-Reading checks, in order: the archive, each member's ZIP flags and compression method
-(stored or deflated; no encryption), the JSON's size and shape, the format and version,
-every layer class against a fixed list and its arguments through the layer's own
-validation, the parameter count implied by the architecture against a limit and against
-each .npy header (parsed here, strictly: a dict literal of descr, fortran_order and shape,
-nothing evaluated), each header's dtype and shape, and only then allocates and reads.
+Reading checks, in order: that the path is a regular file (not a FIFO, a device or a
+socket, also behind a symlink: fastnn._files), the archive, that no member name occurs
+twice, each member's ZIP flags and compression method (stored or deflated; no encryption),
+the JSON's size and shape, the format and version, every layer class against a fixed list,
+the parameter count implied by the architecture against a limit, and then every .npy member
+to be read: its header (parsed here, strictly: a dict literal of descr, fortran_order and
+shape, nothing evaluated), dtype and shape against that count, and the sizes the ZIP
+directory declares for it against the header and the archive's length. Only then is the
+model built (the layers' arguments checked by their own validation), allocated, and read.
 
 Errors: a file that cannot be opened raises OSError (FileNotFoundError, IsADirectoryError,
 PermissionError); every other failure to read or check it raises ModelFileError naming the
-file (and the member), whatever the standard library raised underneath. The conversion
+file (and the member: fastnn.json for its fields), whatever the standard library raised
+underneath. The conversion
 happens where foreign bytes are parsed (opening the archive, opening and reading a member,
 the .npy header, the JSON), so a bug in fastnn itself is never disguised as a bad file.
 
@@ -41,7 +45,7 @@ import zlib
 
 import numpy as np
 
-from fastnn import _atomic
+from fastnn import _atomic, _files
 
 FORMAT = "fastnn-model"
 VERSION = 1
@@ -190,15 +194,32 @@ def _parsing(path, member):
 @contextlib.contextmanager
 def _open(path):
     """The model file as an open ZipFile. OSError if the file cannot be opened (missing,
-    a directory, no permission); ModelFileError if it is not a readable archive."""
-    with open(os.fspath(path), "rb") as f:
+    a directory, no permission); ModelFileError if it is not a regular file (a FIFO would
+    block, /dev/zero never end) or not a readable archive, or names a member twice."""
+    try:
+        f = _files.open_regular(path)
+    except _files.NotARegularFile as e:
+        raise ModelFileError(f"not a fastnn model file: {e}") from None
+    with f:
         try:
             z = zipfile.ZipFile(f, "r")
         except _DAMAGE as e:
             raise ModelFileError(f"{path}: not a fastnn model file (not a valid archive: "
                                  f"{type(e).__name__}: {e})") from None
         with z:
+            _refuse_duplicates(z, path)
             yield z
+
+
+def _refuse_duplicates(z, path):
+    """zipfile keeps a duplicate member name's last entry: which of two fastnn.json (or
+    parameters.npy) a reader sees would depend on the reader. fastnn writes each once."""
+    seen = set()
+    for name in z.namelist():
+        if name in seen:
+            raise ModelFileError(f"{path}: the archive holds more than one member named "
+                                 f"{name!r:.200}")
+        seen.add(name)
 
 
 def _member(z, name, path):
@@ -232,8 +253,8 @@ def _read_json(z, path):
         raise ModelFileError(f"{path}: not a fastnn model file (format is "
                              f"{doc.get('format') if isinstance(doc, dict) else doc!r:.80})")
     if doc.get("version") != VERSION:
-        raise ModelFileError(f"{path}: format version {doc.get('version')!r:.80} is not "
-                             f"supported (this fastnn reads version {VERSION})")
+        raise ModelFileError(f"{path}: fastnn.json: format version {doc.get('version')!r:.80} "
+                             f"is not supported (this fastnn reads version {VERSION})")
     return doc
 
 
@@ -257,8 +278,8 @@ def _expected_parameters(layer_docs, input_dim, path):
             pieces = config.get("pieces", 1) if cls == "Maxout" else 1
             for name, v in (("units", units), ("pieces", pieces)):
                 if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 24:
-                    raise ModelFileError(f"{path}: layer {i} ({cls}): {name} must be an "
-                                         f"integer in [1, 2^24], got {v!r}")
+                    raise ModelFileError(f"{path}: fastnn.json: layer {i} ({cls}): {name} "
+                                         f"must be an integer in [1, 2^24], got {v!r:.80}")
             width = units * pieces
             total += dim * width + width
             dim = units
@@ -266,8 +287,8 @@ def _expected_parameters(layer_docs, input_dim, path):
             # gamma, beta (and the moving mean and variance): one value per feature each
             total += dim * (4 if cls == "BatchNormalization" else 2)
         if total > MAX_PARAMETERS:
-            raise ModelFileError(f"{path}: the architecture has more than {MAX_PARAMETERS} "
-                                 f"parameters; refusing to allocate it")
+            raise ModelFileError(f"{path}: fastnn.json: the architecture has more than "
+                                 f"{MAX_PARAMETERS} parameters; refusing to allocate it")
     return total
 
 
@@ -277,8 +298,9 @@ def _input_shape(doc, input_dim, path):
     if not isinstance(shape, list) or not 1 <= len(shape) <= 32 or any(
             isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 1 << 24
             for d in shape) or math.prod(shape) != input_dim:
-        raise ModelFileError(f"{path}: input_shape must be a list of up to 32 positive "
-                             f"integers whose product is input_dim {input_dim}, got {shape!r}")
+        raise ModelFileError(f"{path}: fastnn.json: input_shape must be a list of up to 32 "
+                             f"positive integers whose product is input_dim {input_dim}, got "
+                             f"{shape!r:.80}")
     return tuple(shape)
 
 
@@ -288,23 +310,26 @@ def _architecture(doc, path):
     from fastnn import layers as L
     dtype = _field(doc, "dtype", str, path)
     if dtype not in ("float32", "float64"):
-        raise ModelFileError(f"{path}: dtype must be float32 or float64, got {dtype!r}")
+        raise ModelFileError(f"{path}: fastnn.json: dtype must be float32 or float64, got "
+                             f"{dtype!r:.80}")
     input_dim = _field(doc, "input_dim", int, path)
     if not 1 <= input_dim <= 1 << 24:
-        raise ModelFileError(f"{path}: input_dim {input_dim} is out of range")
+        raise ModelFileError(f"{path}: fastnn.json: input_dim {input_dim} is out of range "
+                             f"(1 to 2^24)")
     layer_docs = _field(doc, "layers", list, path)
     if not 1 <= len(layer_docs) <= MAX_LAYERS:
-        raise ModelFileError(f"{path}: {len(layer_docs)} layers (expected 1 to {MAX_LAYERS})")
+        raise ModelFileError(f"{path}: fastnn.json: {len(layer_docs)} layers (expected 1 "
+                             f"to {MAX_LAYERS})")
     for i, entry in enumerate(layer_docs):
-        cls = _field(entry, "class", str, path, f"layer {i}")
-        _field(entry, "config", dict, path, f"layer {i}")
+        cls = _field(entry, "class", str, path, f"fastnn.json: layer {i}")
+        _field(entry, "config", dict, path, f"fastnn.json: layer {i}")
         if cls not in L.LAYERS:
-            raise ModelFileError(f"{path}: layer {i}: unknown layer class {cls!r} (known: "
-                                 f"{sorted(L.LAYERS)})")
+            raise ModelFileError(f"{path}: fastnn.json: layer {i}: unknown layer class "
+                                 f"{cls!r:.80} (known: {sorted(L.LAYERS)})")
     expected = _expected_parameters(layer_docs, input_dim, path)
     if _field(doc, "parameters", int, path) != expected:
-        raise ModelFileError(f"{path}: the file says {doc['parameters']} parameters but its "
-                             f"architecture has {expected}")
+        raise ModelFileError(f"{path}: fastnn.json: 'parameters' is {doc['parameters']} but "
+                             f"the architecture has {expected}")
     return dtype, input_dim, layer_docs, expected
 
 
@@ -319,16 +344,17 @@ def _build(doc, path):
         try:
             layers.append(L.from_config(entry["class"], config))
         except (TypeError, ValueError) as e:
-            raise ModelFileError(f"{path}: layer {i} ({entry['class']}): invalid "
-                                 f"configuration: {e}") from None
+            raise ModelFileError(f"{path}: fastnn.json: layer {i} ({entry['class']}): "
+                                 f"invalid configuration: {e}") from None
     model = Sequential(layers, dtype=dtype)
     model.seed = _field(doc, "seed", int, path)
     if not 0 <= model.seed < 2**63:
-        raise ModelFileError(f"{path}: seed {model.seed} is out of range")
+        raise ModelFileError(f"{path}: fastnn.json: seed {model.seed} is out of range "
+                             f"(0 to 2^63 - 1)")
     try:
         model._build(_input_shape(doc, input_dim, path))
     except ValueError as e:
-        raise ModelFileError(f"{path}: invalid architecture: {e}") from None
+        raise ModelFileError(f"{path}: fastnn.json: invalid architecture: {e}") from None
     model.epochs_trained = _counter(doc, "epochs_trained", path)
     return model
 
@@ -337,7 +363,8 @@ def _counter(doc, key, path, where="fastnn.json"):
     """A count (epochs, iterations): an integer in [0, 2^63)."""
     value = _field(doc, key, int, path, where)
     if not 0 <= value < 2**63:
-        raise ModelFileError(f"{path}: {where}: '{key}' {value} is out of range")
+        raise ModelFileError(f"{path}: {where}: '{key}' {value} is out of range (0 to "
+                             f"2^63 - 1)")
     return value
 
 
@@ -354,7 +381,7 @@ _NPY_ITEM = re.compile(r"\s*'(descr|fortran_order|shape)'\s*:\s*"
 
 
 def _parse_npy_header(f, name, path):
-    """Read an .npy header from f: (dtype descr, shape, fortran_order)."""
+    """Read an .npy header from f: (dtype descr, shape, fortran_order, header bytes)."""
     prefix = f.read(8)
     if len(prefix) < 8 or prefix[:6] != _NPY_MAGIC:
         raise ModelFileError(f"{path}: {name} is not an .npy array (bad magic)")
@@ -380,7 +407,8 @@ def _parse_npy_header(f, name, path):
     if shape is None:
         raise ModelFileError(f"{path}: {name}: malformed shape {fields['shape']!r:.60} in "
                              f"the .npy header")
-    return fields["descr"].strip("'"), shape, fields["fortran_order"] == "True"
+    return fields["descr"].strip("'"), shape, fields["fortran_order"] == "True", \
+        8 + width + length
 
 
 def _npy_fields(inner):
@@ -407,18 +435,54 @@ def _npy_shape(text):
     return tuple(int(p) for p in parts)
 
 
-def _read_npy(z, name, dtype, count, path):
-    """Read a flat array after checking its header: dtype, shape and size, no pickle.
-    Returns it in the native byte order."""
-    _, f = _member(z, name, path)
-    with f:
+# Deflate's largest expansion is 1032:1 (a 258-byte match in a 2-bit code, zlib's
+# technical notes): a deflated member that claims more than that is lying about its size.
+_DEFLATE_MAX_RATIO = 1032
+
+
+def _open_npy(z, name, dtype, count, path):
+    """Open member name, a flat (count,) array of dtype, and check it without reading its
+    data: the .npy header (dtype, shape; no pickle) and the sizes the ZIP directory
+    declares (the member's size = header + data; the stored or compressed bytes inside
+    the archive's length). Returns (file positioned at the data, descr, data bytes)."""
+    info, f = _member(z, name, path)
+    try:
         with _parsing(path, name):
-            descr, shape, fortran = _parse_npy_header(f, name, path)
+            descr, shape, fortran, header = _parse_npy_header(f, name, path)
         if _NPY_DTYPES.get(descr) != np.dtype(dtype).name:     # either byte order
             raise ModelFileError(f"{path}: {name}: dtype {descr!r}, expected {dtype}")
         if shape != (count,) or fortran:
             raise ModelFileError(f"{path}: {name}: shape {shape}, expected ({count},)")
         size = count * np.dtype(dtype).itemsize
+        _check_member_sizes(z, info, header + size, path)
+    except BaseException:
+        f.close()
+        raise
+    return f, descr, size
+
+
+def _check_member_sizes(z, info, expected, path):
+    """The ZIP directory's sizes for a member that must hold `expected` bytes."""
+    name = info.filename
+    if info.file_size != expected:
+        raise ModelFileError(f"{path}: {name} is truncated or has trailing data (the archive "
+                             f"says {info.file_size} bytes, expected {expected})")
+    archive = os.fstat(z.fp.fileno()).st_size
+    stored = info.compress_type == zipfile.ZIP_STORED
+    if (stored and info.compress_size != info.file_size) or \
+            info.header_offset + info.compress_size > archive or \
+            info.file_size > _DEFLATE_MAX_RATIO * info.compress_size + 1024:
+        raise ModelFileError(f"{path}: {name}: the archive's sizes for it are inconsistent "
+                             f"({info.compress_size} bytes {'stored' if stored else 'deflated'}"
+                             f" at offset {info.header_offset} for {info.file_size}, in an "
+                             f"archive of {archive} bytes)")
+
+
+def _read_npy(z, name, dtype, count, path):
+    """Read a flat array after checking it (_open_npy). Returns it in the native byte
+    order."""
+    f, descr, size = _open_npy(z, name, dtype, count, path)
+    with f:
         with _parsing(path, name):
             data = f.read(size + 1)      # reading to the end makes zipfile check the CRC
     if len(data) != size:
@@ -439,13 +503,42 @@ def load_model(path, compile=True):
         if doc.get("kind") != "model":
             raise ModelFileError(f"{path}: holds only weights; build the model and call "
                                  f"model.load_weights(path)")
+        compile = compile and doc.get("compile") is not None
+        dtype, _, _, count = _architecture(doc, path)
+        _check_arrays(z, doc, dtype, count, compile, path)      # before anything is built
         model = _build(doc, path)
         model._params[:] = _read_npy(z, "parameters.npy", model.dtype,
                                      model._params.shape[0], path)
-        if compile and doc.get("compile") is not None:
+        if compile:
             _restore_compile(model, doc, lambda k: _read_npy(
                 z, f"optimizer/{k}.npy", model.dtype, model._params.shape[0], path), path)
     return model
+
+
+def _check_arrays(z, doc, dtype, count, compile, path):
+    """Check every .npy member load_model will read (_open_npy: headers and the sizes the
+    archive declares), so that a file cannot make it allocate and initialise a model,
+    and optimizer slots, of a size its data does not have."""
+    names = ["parameters.npy"]
+    if compile:
+        state_doc = _field(doc, "optimizer", dict, path)
+        names += [f"optimizer/{k}.npy" for k in _slot_names(state_doc, path)]
+    for name in names:
+        _open_npy(z, name, dtype, count, path)[0].close()
+
+
+_SLOT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def _slot_names(state_doc, path):
+    """The slot names doc["optimizer"] lists: distinct identifiers (as an optimizer's
+    slots are named; whether they are this optimizer's is checked once it exists)."""
+    slots = _field(state_doc, "slots", list, path, "fastnn.json: optimizer")
+    for k in slots:
+        if not isinstance(k, str) or not _SLOT_NAME.fullmatch(k) or slots.count(k) > 1:
+            raise ModelFileError(f"{path}: fastnn.json: optimizer: unexpected optimizer "
+                                 f"slot {k!r:.80} (slots: {slots!r:.200})")
+    return slots
 
 
 def _restore_compile(model, doc, read_slot, path, objects=None):
@@ -457,9 +550,9 @@ def _restore_compile(model, doc, read_slot, path, objects=None):
     objects = objects or {}
     comp = _field(doc, "compile", dict, path)
     loss = objects["loss"] if "loss" in objects else \
-        _field(comp, "loss", (str, dict), path, "compile")
-    metrics = _field(comp, "metrics", list, path, "compile")
-    opt_config = dict(_field(comp, "optimizer", dict, path, "compile"))
+        _field(comp, "loss", (str, dict), path, "fastnn.json: compile")
+    metrics = _field(comp, "metrics", list, path, "fastnn.json: compile")
+    opt_config = dict(_field(comp, "optimizer", dict, path, "fastnn.json: compile"))
     if "learning_rate" in objects:
         opt_config["learning_rate"] = 0.0        # replaced by the callable below
     try:
@@ -472,20 +565,22 @@ def _restore_compile(model, doc, read_slot, path, objects=None):
             metrics = [metrics_module.deserialize(m) for m in metrics]
         model.compile(loss=loss, optimizer=optimizer, metrics=objects.get("metrics", metrics))
     except (TypeError, ValueError, KeyError) as e:
-        raise ModelFileError(f"{path}: invalid compile settings: {e}") from None
+        raise ModelFileError(f"{path}: fastnn.json: invalid compile settings: {e}") \
+            from None
     state_doc = _field(doc, "optimizer", dict, path)
-    iterations = _counter(state_doc, "iterations", path, "optimizer")
-    slots = _field(state_doc, "slots", list, path, "optimizer")
+    iterations = _counter(state_doc, "iterations", path, "fastnn.json: optimizer")
+    slots = _slot_names(state_doc, path)
     if not model.built:
         if iterations != 0 or slots:
-            raise ModelFileError(f"{path}: optimizer state for a model that is not built")
+            raise ModelFileError(f"{path}: fastnn.json: optimizer state for a model that is "
+                                 f"not built")
         return
     live = optimizer.variables()
     state = {"iterations": iterations}
     for k in slots:
-        if not isinstance(k, str) or k not in live or k == "iterations" or \
-                live[k].shape[0] == 0:
-            raise ModelFileError(f"{path}: unexpected optimizer slot {k!r}")
+        if k not in live or k == "iterations" or live[k].shape[0] == 0:
+            raise ModelFileError(f"{path}: fastnn.json: optimizer: unexpected optimizer "
+                                 f"slot {k!r:.80}")
         state[k] = read_slot(k)
     optimizer.set_variables(state)
 

@@ -752,13 +752,47 @@ def _imports(filename):
 
 @pytest.mark.skipif(not hasattr(sys, "stdlib_module_names"), reason="needs Python 3.10+")
 def test_module_imports_only_numpy_and_stdlib():
-    # The one fastnn module allowed outside the package is the shared atomic writer,
-    # itself stdlib-only.
-    from fastnn import _atomic
+    # The fastnn modules allowed outside the package are the shared atomic writer and
+    # the opener of regular files, both stdlib-only.
+    from fastnn import _atomic, _files
     folder = os.path.dirname(ds.__file__)
     files = [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if f.endswith(".py")]
     names = {n.split(".")[0] if not n.startswith("fastnn.") else n
              for f in files for n in _imports(f)}
     outside = {n for n in names if not n.startswith("fastnn.datasets")}
-    assert outside - set(sys.stdlib_module_names) == {"numpy", "fastnn._atomic"}
-    assert {n.split(".")[0] for n in _imports(_atomic.__file__)} <= set(sys.stdlib_module_names)
+    assert outside - set(sys.stdlib_module_names) == {"numpy", "fastnn._atomic",
+                                                      "fastnn._files"}
+    for module in (_atomic, _files):
+        assert {n.split(".")[0] for n in _imports(module.__file__)} <= \
+            set(sys.stdlib_module_names)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"),
+                    reason="POSIX FIFOs and /dev/zero")
+def test_read_idx_refuses_fifos_and_devices_without_reading(tmp_path):
+    # Before: a FIFO blocked read_idx in open() forever. A ValueError naming the file, as
+    # for any other file that is not an IDX file; a directory stays an OSError.
+    import signal
+
+    def expire(signum, frame):
+        raise TimeoutError("read_idx still blocked after 10 s")
+    fifo = tmp_path / "fifo-idx"
+    os.mkfifo(fifo)
+    link = tmp_path / "zero-idx"
+    os.symlink("/dev/zero", link)
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(10)
+    try:
+        for path, kind in ((fifo, "FIFO"), (link, "character device"),
+                           ("/dev/zero", "character device")):
+            with pytest.raises(ValueError, match=kind) as e:
+                ds.read_idx(path)
+            assert str(path) in str(e.value)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    with pytest.raises(IsADirectoryError):
+        ds.read_idx(tmp_path)
+    ds.write_idx(tmp_path / "real", np.arange(3, dtype=np.uint8))
+    os.symlink(tmp_path / "real", tmp_path / "to-real")
+    assert ds.read_idx(tmp_path / "to-real").tolist() == [0, 1, 2]

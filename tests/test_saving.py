@@ -1,12 +1,15 @@
 """Model files (save/load, resume, hostile files), NaN handling, and threads."""
+import contextlib
 import io
 import json
 import os
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import threading
+import warnings
 import zipfile
 
 import numpy as np
@@ -662,3 +665,164 @@ def test_set_num_threads_is_honoured_by_blas():
     finally:
         fn.set_num_threads(previous)
     assert 1 <= fn._threads.available_cpus() <= (os.cpu_count() or 1)
+
+
+# ------------------------------------- sizes before allocation, non-regular files (rv1) --
+
+def big_model_file(tmp_path, members):
+    """A model file declaring Dense(1000) on 1000 float64 inputs, compiled with Adam (8 MB
+    of parameters, 16 MB of slots), whose members are members(entries) of the real ones'
+    headers: {name: bytes}."""
+    doc = {"format": "fastnn-model", "version": 1, "kind": "model", "dtype": "float64",
+           "input_dim": 1000, "seed": 1, "epochs_trained": 0, "parameters": 1001000,
+           "layers": [{"class": "Dense", "config": {"units": 1000}}],
+           "compile": {"loss": "mse", "metrics": [], "optimizer": {
+               "class_name": "Adam", "config": {"learning_rate": 0.001}}},
+           "optimizer": {"iterations": 1, "slots": ["m", "v"]}}
+    header = npy(np.zeros(1001000))[:128]           # the header of the right array
+    path = tmp_path / "big.fnn"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("fastnn.json", json.dumps(doc))
+        for name, data in members(header).items():
+            z.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("members,message", [
+    (lambda h: {}, "parameters.npy is missing"),
+    (lambda h: {"parameters.npy": h}, "parameters.npy is truncated"),
+    (lambda h: {"parameters.npy": h + bytes(8 * 1001000), "optimizer/m.npy": h,
+                "optimizer/v.npy": h}, "optimizer/m.npy is truncated"),
+    (lambda h: {"parameters.npy": h + bytes(8 * 1001000)}, "optimizer/m.npy is missing"),
+], ids=["no-parameters", "header-only", "slot-header-only", "no-slot"])
+def test_arrays_are_checked_before_the_model_is_allocated(tmp_path, members, message):
+    # Before the fix, load_model built the model (8 MB) and compiled it (16 MB of Adam
+    # slots) before it looked at the members. 1 MB is far above what the checks need.
+    import tracemalloc
+    path = big_model_file(tmp_path, members)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=message):
+            fn.load_model(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"{peak} bytes allocated before refusing"
+
+
+def test_the_sizes_the_archive_declares_are_checked(saved, tmp_path):
+    # A stored member whose directory sizes are patched (the file grows a claim, not bytes).
+    bad = tmp_path / "sizes.fnn"
+    data = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as z:
+        info = z.getinfo("optimizer/m.npy")
+    central = [i for i in range(len(data)) if data.startswith(b"PK\x01\x02", i) and
+               data[i + 46:i + 46 + len(info.filename)] == info.filename.encode()][0]
+    struct.pack_into("<I", data, central + 20, info.compress_size * 2)     # compressed size
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="optimizer/m.npy: the archive's sizes"):
+        fn.load_model(bad)
+
+
+@contextlib.contextmanager
+def deadline(seconds):
+    """A blocked open() or read() raises instead of hanging the test run."""
+    def expire(signum, frame):
+        raise TimeoutError(f"still blocked after {seconds} s")
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def non_regular_paths(tmp_path):
+    fifo = tmp_path / "fifo.fnn"
+    os.mkfifo(fifo)
+    link = tmp_path / "zero.fnn"
+    os.symlink("/dev/zero", link)
+    return [(fifo, "FIFO"), (link, "character device"), ("/dev/zero", "character device")]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"),
+                    reason="POSIX FIFOs and /dev/zero")
+def test_fifos_and_devices_are_refused_without_reading(tmp_path):
+    # Before the fix a FIFO blocked load_model forever and /dev/zero was read without end.
+    fn.set_seed(1)
+    model = make_model()
+    for path, kind in non_regular_paths(tmp_path):
+        for load in (fn.load_model, model.load_weights):
+            with deadline(10), pytest.raises(ModelFileError, match=kind) as e:
+                load(path)
+            assert str(path) in str(e.value)
+
+
+def test_a_symlink_to_a_model_file_loads(saved, tmp_path):
+    link = tmp_path / "link.fnn"
+    os.symlink(saved, link)
+    assert same_weights(fn.load_model(link), fn.load_model(saved))
+
+
+@pytest.mark.parametrize("member", ["fastnn.json", "parameters.npy", "optimizer/m.npy"])
+@pytest.mark.parametrize("first", [True, False])
+def test_duplicate_member_names_are_refused(saved, tmp_path, member, first):
+    # zipfile keeps the last of two entries of one name; another reader may take the
+    # first: the file means two things, so it is refused.
+    with zipfile.ZipFile(saved) as z:
+        entries = [(n, z.read(n)) for n in z.namelist()]
+    copy = (member, dict(entries)[member])
+    bad = tmp_path / "dup.fnn"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                 # zipfile: "Duplicate name"
+        with zipfile.ZipFile(bad, "w") as z:
+            for n, b in ([copy] + entries if first else entries + [copy]):
+                z.writestr(n, b)
+    for load in (fn.load_model, make_model().load_weights):
+        with pytest.raises(ModelFileError, match=f"more than one member named '{member}'"):
+            load(bad)
+
+
+@pytest.mark.parametrize("keys,value", [
+    (["dtype"], "float16"), (["input_dim"], 0), (["parameters"], 5), (["seed"], -1),
+    (["layers"], []), (["layers", 0, "class"], "Conv2D"), (["layers", 0, "config", "units"], 0),
+    (["input_shape"], [3, 3]), (["layers", 2, "config", "pieces"], "x"),
+    (["compile", "loss"], "nope"), (["optimizer", "slots"], [1]),
+    (["optimizer", "iterations"], -1), (["epochs_trained"], 2**63)])
+def test_errors_about_json_fields_name_the_member(saved, tmp_path, keys, value):
+    bad = rewrite(saved, tmp_path / "bad.fnn", json_edit=lambda doc: set_path(doc, keys, value))
+    with pytest.raises(ModelFileError) as e:
+        fn.load_model(bad)
+    assert str(e.value).startswith(f"{bad}: fastnn.json: "), str(e.value)
+
+
+def test_resaving_keeps_the_files_permission_bits(tmp_path):
+    path = tmp_path / "m.fnn"
+    model = make_model()
+    model.save(path)
+    os.chmod(path, 0o600)
+    model.save(path)                   # before the fix: 0o666 less the umask
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with _atomic.atomic_write(path, mode=0o640) as f:        # an explicit mode still wins
+        f.write(b"x")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_saving_to_a_symlink_writes_its_target(tmp_path):
+    # As open(path, "wb") would: the link stays a link, its target gets the new content
+    # (atomically, through a temporary next to the target).
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "m.fnn"
+    link = tmp_path / "m.fnn"
+    os.symlink(os.path.join("real", "m.fnn"), link)      # relative, and dangling at first
+    fn.set_seed(1)
+    first = make_model()
+    first.save(link)
+    assert link.is_symlink() and target.is_file()
+    fn.set_seed(2)
+    second = make_model()
+    second.save(link)
+    assert link.is_symlink() and os.readlink(link) == os.path.join("real", "m.fnn")
+    assert same_weights(fn.load_model(target), second)
+    assert not _atomic.temporaries(target) and not _atomic.temporaries(link)

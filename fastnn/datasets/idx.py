@@ -9,7 +9,7 @@ import zlib
 
 import numpy as np
 
-from fastnn import _atomic
+from fastnn import _atomic, _files
 from fastnn.datasets.catalog import FILE_MODE
 
 # Limits that keep hostile input from exhausting memory, disk or patience.
@@ -49,12 +49,14 @@ def read_idx(path):
         For example MNIST training images give a (60000, 28, 28) uint8 array.
 
     Raises:
-        ValueError: the file is empty, truncated, corrupt, has trailing data
-            or is not an IDX file; the message names the file and the problem.
+        ValueError: the file is empty, truncated, corrupt, has trailing data,
+            is not an IDX file, or is not a regular file (a FIFO, a device: refused
+            before reading, as they could block or never end); the message names the
+            file and the problem.
         OSError: the file cannot be opened or read.
     """
     name = os.fspath(path)
-    with open(name, "rb") as f:
+    with _files.open_regular(name) as f:
         start = f.read(2)
         f.seek(0)
         if not start:
