@@ -2,6 +2,7 @@
 check) and run in ONNX Runtime (CPU) against model.predict; metadata; errors."""
 import os
 import subprocess
+import tempfile
 import sys
 
 import numpy as np
@@ -290,7 +291,9 @@ def test_import_fastnn_does_not_import_onnx():
               "('onnx', 'onnxruntime', 'skl2onnx') or m == 'fastnn.export.onnx']\n"
               "assert not bad, bad\n")
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fn.__file__)))
-    subprocess.run([sys.executable, "-c", script], check=True, env=env)
+    # From a temporary directory: run from the source tree, `import fastnn` would find the
+    # uncompiled package there instead of the one under test.
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=tempfile.gettempdir())
 
 
 # ------------------------------------------------------------------------- errors --

@@ -406,8 +406,14 @@ def test_poisson_regressor_follows_sklearn(solver):
 def test_import_fastnn_does_not_import_sklearn():
     import subprocess
     import sys
+    import os
+    import tempfile
     code = "import sys, fastnn; assert 'sklearn' not in sys.modules, 'sklearn imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # The fastnn under test, from a temporary directory: run from the source tree,
+    # `import fastnn` would find the uncompiled package there instead.
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fn.__file__)))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env,
+                   cwd=tempfile.gettempdir())
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
