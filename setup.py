@@ -13,6 +13,29 @@ from Cython.Build import cythonize
 KERNELS = ["blas", "dense", "activations", "losses", "metrics", "optim", "ops", "random",
            "sparse", "norm", "poisson"]
 
+
+def expand_templates():
+    """Write <kernel>.pyx from <kernel>.pyx.tp (Cython's Tempita) where a template exists,
+    e.g. optim.pyx: one source per optimizer rule. Rewritten only when the text changes,
+    so an unchanged template recompiles nothing. The generated .pyx is not in git."""
+    from Cython import Tempita
+    for name in KERNELS:
+        template = f"fastnn/_core/{name}.pyx.tp"
+        if not os.path.exists(template):
+            continue
+        with open(template, encoding="utf-8") as f:
+            text = Tempita.sub(f.read())
+        target = template[:-len(".tp")]
+        if os.path.exists(target):
+            with open(target, encoding="utf-8") as f:
+                if f.read() == text:
+                    continue
+        with open(target, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+expand_templates()
+
 checked = os.environ.get("FASTNN_BOUNDSCHECK", "0") == "1"
 directives = {
     "language_level": 3,
