@@ -4,6 +4,7 @@ import os
 import subprocess
 import tempfile
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -23,8 +24,12 @@ DTYPES = ["float32", "float64"]
 # few ulp (float32 eps = 1.2e-7), and outputs of order 1 after dot products up to 784 long
 # differ by at most 3.7e-7 (measured: tanh, 1000 rows, 3 seeds). 1e-5, absolute (outputs
 # near 0) and relative (large linear outputs), leaves a 25x margin and still catches a
-# wrong weight, layout or activation (those err by >= 1e-2). float64: the same ops at
-# eps 2.2e-16 differ by <= 8e-16 (measured); 1e-9 is the bound.
+# wrong weight, layout or activation (those err by >= 1e-2). float64: 1e-9 is the issue's
+# bound; Dense, Maxout and the activations differ by <= 8e-16 (measured), the
+# normalization layers (written with elementary double ops, see fastnn/export/onnx.py) by
+# <= 1e-15 (measured with the variance near epsilon, the worst case of the float32
+# epsilon attribute the operators would have: test_float64_normalization_with_variance_
+# near_epsilon).
 TOLERANCE = {"float32": 1e-5, "float64": 1e-9}
 
 
@@ -198,6 +203,25 @@ def test_normalization_layers(kind, scale, center, dtype, tmp_path):
     x = inputs(200, 7, dtype, seed=2)
     model.fit(x, x[:, :3] ** 2, epochs=3, verbose=0)
     assert_matches(model, tmp_path, 7)
+
+
+@pytest.mark.parametrize("opset", [13, 17, 18])
+@pytest.mark.parametrize("scale", [0.1, 0.01])
+def test_float64_normalization_with_variance_near_epsilon(scale, opset, tmp_path):
+    # ONNX's epsilon attribute is a float32: with the operators, 1e-3 became
+    # 1e-3 + 4.7e-11 and outputs erred by up to 2.4e-8 where the variance is near epsilon.
+    ln = fn.Sequential([L.LayerNormalization(input_dim=8)], dtype="float64")
+    bn = fn.Sequential([L.BatchNormalization(input_dim=3, epsilon=1e-5)], dtype="float64")
+    bn.build()
+    gamma, beta, mean, variance = bn.layers[0].weights
+    gamma[...], beta[...], mean[...] = [1.5, -0.5, 2.0], [0.1, 0.0, -3.0], [0.2, 0.0, -1.0]
+    variance[...] = [1e-6, 1e-5, 3e-5]         # features that barely varied in training
+    for model, width, x_scale in ((ln, 8, scale), (bn, 3, 1.0)):
+        path = export(model, tmp_path, opset_version=opset)
+        for n in (1, 1000):
+            x = x_scale * np.random.default_rng(n).standard_normal((n, width))
+            got = run(path, x)
+            np.testing.assert_allclose(got, model.predict(x), rtol=1e-9, atol=1e-9)
 
 
 # ------------------------------------------------------------- the file's contents --
@@ -548,6 +572,52 @@ def test_matches_the_outputs_skl2onnx_gives_sklearns_own_mlps(tmp_path):
             assert got == want, (case, zipmap)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_poisson_regressor_exports_the_exponential(dtype, tmp_path):
+    # loss='poisson': model_ outputs log(prediction) (out_activation_ 'exp'); the graph
+    # ends with Exp, so "variable" is predict's value.
+    x = features(dtype=dtype)
+    est = sk().MLPRegressor(hidden_layer_sizes=(8,), loss="poisson", max_iter=60,
+                            random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(x, np.exp(x[:, 0] / 2))
+    assert est.out_activation_ == "exp"
+    path = tmp_path / "poisson.onnx"
+    est.export(path, dtype=dtype)
+    onnx.checker.check_model(str(path), full_check=True)
+    tol = TOLERANCE[dtype]
+    for n in (1, 1000):
+        xt = features(n, seed=1, dtype=dtype)
+        (variable,) = run_estimator(path, xt)
+        np.testing.assert_allclose(variable[:, 0], est.predict(xt), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("label", [0, "only"])
+def test_one_class_classifier_exports_the_constant_label(label, dtype, tmp_path):
+    # scikit-learn fits one class: classes_ [label], predict gives it always and
+    # predict_proba has 2 columns; the file used to fail in ONNX Runtime.
+    x = features(dtype=dtype)
+    est = sk().MLPClassifier(hidden_layer_sizes=(4,), max_iter=20, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(x, np.full(len(x), label))
+    with pytest.raises(ValueError, match="fitted on one class.*zipmap=False"):
+        est.export(tmp_path / "zipmap.onnx")
+    assert not os.path.exists(tmp_path / "zipmap.onnx")
+    path = tmp_path / "one.onnx"
+    est.export(path, zipmap=False, dtype=dtype)
+    onnx.checker.check_model(str(path), full_check=True)
+    tol = TOLERANCE[dtype]
+    for n in (1, 1000):
+        xt = features(n, seed=1, dtype=dtype)
+        got_label, proba = run_estimator(path, xt)
+        assert proba.shape == (n, 2)
+        np.testing.assert_allclose(proba, est.predict_proba(xt), rtol=tol, atol=tol)
+        assert got_label.tolist() == est.predict(xt).tolist() == [label] * n
+
+
 def test_estimator_export_errors(tmp_path):
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):
@@ -566,4 +636,13 @@ def test_estimator_export_errors(tmp_path):
     est.classes_ = np.array([0.5, 1.5])
     with pytest.raises(ValueError, match=r"classes \[0.5, 1.5\] cannot be ONNX labels"):
         est.export(tmp_path / "m.onnx")
+    # uint64 classes past int64 used to wrap to negative labels silently.
+    est.classes_ = np.array([3, 2**63], dtype=np.uint64)
+    with pytest.raises(ValueError, match=r"class 9223372036854775808 does not fit"):
+        est.export(tmp_path / "m.onnx")
+    est.classes_ = np.array([3, 2**63 - 1], dtype=np.uint64)
+    est.export(tmp_path / "ok.onnx")
+    label = session(tmp_path / "ok.onnx").get_outputs()[0]
+    assert label.type == "tensor(int64)"
+    os.remove(tmp_path / "ok.onnx")
     assert os.listdir(tmp_path) == []

@@ -23,8 +23,8 @@ opset that has every operator the layers can need (LayerNormalization is new in 
 model's file never changes opset because a layer kind was added; and it is ONNX 1.12's
 (2022), old enough for the runtimes deployed today, where the newest opset (what
 onnx.helper.make_model stamps by default) often is not. 13 is the lowest accepted: Softmax before 13 flattened its input to 2-D
-around `axis` (the same here, but not for wider inputs), and ReduceMax takes its axes as an
-attribute up to 17 and as an input from 18 (both written, see `_reduce_max`). The IR
+around `axis` (the same here, but not for wider inputs), and ReduceMax / ReduceMean take
+their axes as an attribute up to 17 and as an input from 18 (both written, see `_reduce`). The IR
 version is the lowest the opset needs, not the installed onnx's newest, for the same
 reason.
 
@@ -33,6 +33,15 @@ Softmax, Max, Mul, Reshape and ReduceMax, but none for LeakyRelu at opsets 13 an
 (checked with onnxruntime 1.32), so in float64 leaky ReLU is written as
 Max(x, alpha * x), which equals it exactly for 0 < alpha < 1 (what Dense and Activation
 enforce). float32 uses the LeakyRelu operator.
+The normalization operators (BatchNormalization, LayerNormalization) take epsilon as a
+float attribute, a float32: 1e-3 becomes 1e-3 + 4.7e-11, which moves a float64 output by
+up to ~2.4e-8 (relative) where the variance is small next to epsilon. In float64 the
+layers are therefore written with elementary operators whose constants are double
+initializers: BatchNormalization as (x - mean) * scale + beta with scale = gamma /
+sqrt(var + epsilon) computed here in float64, LayerNormalization as ReduceMean, Sub, Mul,
+Add(epsilon), Sqrt, Div (all with double kernels in ONNX Runtime), the order of operations
+fastnn's kernels use. float32 uses the operators (the attribute's rounding is far below
+float32's 1e-5).
 """
 import numbers
 import os
@@ -168,12 +177,12 @@ def _affine(layer, graph, x):
     return graph.node("Gemm", inputs, f"{layer.name}/Gemm")
 
 
-def _reduce_max(graph, x, axis, name):
-    """ReduceMax over one axis, without keeping it (its axes moved to an input in 18)."""
+def _reduce(graph, op, x, axis, name, keepdims=0):
+    """ReduceMax / ReduceMean over one axis (their axes moved to an input in 18)."""
     if graph.opset >= 18:
         axes = graph.constant(f"{name}/axes", np.array([axis], np.int64))
-        return graph.node("ReduceMax", [x, axes], name, keepdims=0)
-    return graph.node("ReduceMax", [x], name, axes=[axis], keepdims=0)
+        return graph.node(op, [x, axes], name, keepdims=keepdims)
+    return graph.node(op, [x], name, axes=[axis], keepdims=keepdims)
 
 
 @exports(L.Dense)
@@ -191,7 +200,7 @@ def _maxout(layer, graph, x):
     shape = graph.constant(f"{layer.name}/shape",
                            np.array([0, layer.units, layer.pieces], np.int64))
     grouped = graph.node("Reshape", [z, shape], f"{layer.name}/pieces")
-    return _reduce_max(graph, grouped, 2, f"{layer.name}/Max")
+    return _reduce(graph, "ReduceMax", grouped, 2, f"{layer.name}/Max")
 
 
 @exports(L.Activation)
@@ -224,21 +233,51 @@ def _normalization_weights(layer):
 @exports(L.BatchNormalization)
 def _batch_normalization(layer, graph, x):
     # Inference: normalized by the moving statistics.
+    gamma, beta, mean, variance = (np.asarray(w, np.float64)
+                                   for w in _normalization_weights(layer))
+    name = layer.name
+    if graph.dtype == np.float64:
+        # No float32 epsilon (module docstring): (x - mean) * scale + beta, scale as
+        # fastnn's kernel forms it, inv = 1 / sqrt(var + eps) in double, times gamma.
+        scale = 1.0 / np.sqrt(variance + layer.epsilon) * gamma
+        centered = graph.node("Sub", [x, graph.weight(f"{name}/moving_mean", mean)],
+                              f"{name}/centered")
+        scaled = graph.node("Mul", [centered, graph.weight(f"{name}/scale", scale)],
+                            f"{name}/scaled")
+        return graph.node("Add", [scaled, graph.weight(f"{name}/beta", beta)],
+                          f"{name}/BatchNormalization")
     names = ("gamma", "beta", "moving_mean", "moving_variance")
-    inputs = [x] + [graph.weight(f"{layer.name}/{name}", array) for name, array in
-                    zip(names, _normalization_weights(layer))]
-    return graph.node("BatchNormalization", inputs, f"{layer.name}/BatchNormalization",
+    inputs = [x] + [graph.weight(f"{name}/{n}", array) for n, array in
+                    zip(names, (gamma, beta, mean, variance))]
+    return graph.node("BatchNormalization", inputs, f"{name}/BatchNormalization",
                       epsilon=layer.epsilon)
 
 
 @exports(L.LayerNormalization)
 def _layer_normalization(layer, graph, x):
-    graph.require_opset(17, layer, "ONNX has LayerNormalization from opset 17")
     gamma, beta = _normalization_weights(layer)
+    name = layer.name
+    if graph.dtype == np.float64:
+        # No float32 epsilon (module docstring); fastnn's order: mean, the centred rows'
+        # mean square (the biased variance), (x - mean) / sqrt(var + eps) * gamma + beta.
+        mean = _reduce(graph, "ReduceMean", x, -1, f"{name}/mean", keepdims=1)
+        centered = graph.node("Sub", [x, mean], f"{name}/centered")
+        squares = graph.node("Mul", [centered, centered], f"{name}/squares")
+        variance = _reduce(graph, "ReduceMean", squares, -1, f"{name}/variance", keepdims=1)
+        shifted = graph.node("Add", [variance, graph.weight(f"{name}/epsilon", layer.epsilon)],
+                             f"{name}/variance_epsilon")
+        std = graph.node("Sqrt", [shifted], f"{name}/std")
+        normalized = graph.node("Div", [centered, std], f"{name}/normalized")
+        scaled = graph.node("Mul", [normalized, graph.weight(f"{name}/gamma", gamma)],
+                            f"{name}/scaled")
+        return graph.node("Add", [scaled, graph.weight(f"{name}/beta", beta)],
+                          f"{name}/LayerNormalization")
+    graph.require_opset(17, layer, "ONNX has LayerNormalization from opset 17; a float64 "
+                                   "model exports it at any opset")
     return graph.node("LayerNormalization",
-                      [x, graph.weight(f"{layer.name}/gamma", gamma),
-                       graph.weight(f"{layer.name}/beta", beta)],
-                      f"{layer.name}/LayerNormalization", axis=-1, epsilon=layer.epsilon)
+                      [x, graph.weight(f"{name}/gamma", gamma),
+                       graph.weight(f"{name}/beta", beta)],
+                      f"{name}/LayerNormalization", axis=-1, epsilon=layer.epsilon)
 
 
 def layers_graph(layers, graph, x):
@@ -362,12 +401,19 @@ _ML_DOMAIN = ("ai.onnx.ml", 1)
 _ANY_ROWS = None      # skl2onnx leaves the batch dimension unnamed
 _ESTIMATOR_OUTPUTS = ("output_label", "output_probability", "label", "probabilities",
                       "variable")
-_OUT_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "softmax": "softmax"}
+# out_activation_ -> the activation model_ ends with; 'exp' (loss='poisson'): model_ gives
+# the log of the prediction (fastnn.sklearn), the graph appends Exp.
+_OUT_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "softmax": "softmax",
+                    "exp": "linear"}
 
 
 def _label_values(classes):
     """classes_ as the int64 or string array the label output holds."""
     classes = np.asarray(classes)
+    if classes.dtype.kind == "u" and classes.size and int(classes.max()) >= 2**63:
+        raise ValueError(f"export: the class {int(classes.max())} does not fit the int64 "
+                         f"labels of an ONNX classifier (at most 2^63 - 1); refit with "
+                         f"smaller integer or string labels")
     if classes.dtype.kind in "biu":
         return classes.astype(np.int64)
     if classes.dtype.kind == "f" and np.all(np.isfinite(classes)) and \
@@ -396,6 +442,17 @@ def _classifier_outputs(estimator, graph, probs, zipmap):
     helper, onnx = graph.helper, graph.onnx
     multilabel = estimator.out_activation_ == "logistic" and estimator.n_outputs_ > 1
     labels = _label_values(estimator.classes_)
+    n_columns = len(labels)
+    if n_columns == 1:
+        # Fitted on one class, a scikit-learn classifier predicts it always and its
+        # predict_proba still has 2 columns [1 - p, p] (a binary net's); Gather over the
+        # class twice gives the constant label. ZipMap would need a key per column.
+        if zipmap:
+            raise ValueError(f"export: this classifier was fitted on one class "
+                             f"({np.asarray(estimator.classes_).tolist()[0]!r}); its predict_proba has 2 columns "
+                             f"for 1 class, which ZipMap cannot key: export it with "
+                             f"zipmap=False")
+        labels, n_columns = np.repeat(labels, 2), 2
     label_type = onnx.TensorProto.STRING if labels.dtype == object else \
         onnx.TensorProto.INT64
     if multilabel:
@@ -415,7 +472,6 @@ def _classifier_outputs(estimator, graph, probs, zipmap):
         classes = graph.constant("classes", labels)
         label = graph.node("Gather", [classes, index], "label", axis=0)
         label_shape = [_ANY_ROWS]
-    n_columns = len(labels)
     if not zipmap:
         outputs = [("label", label, label_type, label_shape),
                    ("probabilities", probs, graph.elem_type, [_ANY_ROWS, n_columns])]
@@ -493,6 +549,8 @@ def export_estimator(estimator, filepath, zipmap=True, dtype="float32", input_na
     if hasattr(estimator, "classes_"):
         outputs, domains = _classifier_outputs(estimator, graph, scores, zipmap)
     else:
+        if estimator.out_activation_ == "exp":
+            scores = graph.node("Exp", [scores], "exp")
         outputs = _rename_outputs(graph, [("variable", scores, graph.elem_type,
                                            [_ANY_ROWS, estimator.n_outputs_])])
         domains = ()
