@@ -26,87 +26,10 @@ from fastnn import schedules as S
 from fastnn._core import optim as K
 from test_kernels import (CONDITIONING, OPT_SIZES, _cond_kwargs, _condition_ref, assert_close,
                           ro, rng_for)
+from reference_optimizers import RefAdadelta, RefAdamax, RefLion, RefNadam, constant
 from test_optimizers import (BOUNDS, CLIPS, DTYPES, N, SCHEDULES, STEPS, W0,
-                             Conditioning, assert_slots, assert_trajectory, constant,
-                             grad_at, run_trajectory)
-
-
-# -------------------------------------------------------- NumPy references (formulas) --
-class RefNadam:
-    """Keras 3: u_t = β₁(1 − ½·0.96ᵗ), Π_t = Π_{i≤t} u_i; m ← β₁m + (1−β₁)g;
-    v ← β₂v + (1−β₂)g²; m̂ = u_{t+1}m/(1 − Π_{t+1}) + (1 − u_t)g/(1 − Π_t);
-    v̂ = v/(1 − β₂ᵗ); w ← w − η·m̂/(√v̂ + ε)."""
-
-    def __init__(self, lr, beta_1=0.9, beta_2=0.999, eps=1e-7):
-        self.lr, self.b1, self.b2, self.eps = lr, beta_1, beta_2, eps
-        self.m, self.v, self.prod = np.zeros(N), np.zeros(N), 1.0
-
-    def step(self, w, g, k):
-        t = k + 1
-        u_t = self.b1 * (1 - 0.5 * 0.96 ** t)
-        u_next = self.b1 * (1 - 0.5 * 0.96 ** (t + 1))
-        self.prod *= u_t
-        self.m = self.b1 * self.m + (1 - self.b1) * g
-        self.v = self.b2 * self.v + (1 - self.b2) * g * g
-        m_hat = u_next * self.m / (1 - self.prod * u_next) + (1 - u_t) * g / (1 - self.prod)
-        v_hat = self.v / (1 - self.b2 ** t)
-        return w - self.lr(k) * m_hat / (np.sqrt(v_hat) + self.eps)
-
-    def slots(self):
-        return {"m": self.m, "v": self.v}
-
-
-class RefAdamax:
-    """m ← β₁m + (1−β₁)g; u ← max(β₂u, |g|); w ← w − η/(1−β₁ᵗ)·m/(u + ε)."""
-
-    def __init__(self, lr, beta_1=0.9, beta_2=0.999, eps=1e-7):
-        self.lr, self.b1, self.b2, self.eps = lr, beta_1, beta_2, eps
-        self.m, self.u = np.zeros(N), np.zeros(N)
-
-    def step(self, w, g, k):
-        t = k + 1
-        self.m = self.b1 * self.m + (1 - self.b1) * g
-        self.u = np.maximum(self.b2 * self.u, np.abs(g))
-        return w - self.lr(k) / (1 - self.b1 ** t) * self.m / (self.u + self.eps)
-
-    def slots(self):
-        return {"m": self.m, "u": self.u}
-
-
-class RefAdadelta:
-    """a ← ρa + (1−ρ)g²; Δ = √(d + ε)·g/√(a + ε); d ← ρd + (1−ρ)Δ²; w ← w − ηΔ."""
-
-    def __init__(self, lr, rho=0.95, eps=1e-7):
-        self.lr, self.rho, self.eps = lr, rho, eps
-        self.a, self.d = np.zeros(N), np.zeros(N)
-
-    def step(self, w, g, k):
-        self.a = self.rho * self.a + (1 - self.rho) * g * g
-        delta = np.sqrt(self.d + self.eps) * g / np.sqrt(self.a + self.eps)
-        self.d = self.rho * self.d + (1 - self.rho) * delta ** 2
-        return w - self.lr(k) * delta
-
-    def slots(self):
-        return {"accumulated_grad": self.a, "accumulated_delta_var": self.d}
-
-
-class RefLion:
-    """(w ← w − ηλw first, when λ is set;) w ← w − η·sign(β₁m + (1−β₁)g);
-    m ← β₂m + (1−β₂)g."""
-
-    def __init__(self, lr, beta_1=0.9, beta_2=0.99, weight_decay=0.0):
-        self.lr, self.b1, self.b2, self.wd = lr, beta_1, beta_2, weight_decay
-        self.m = np.zeros(N)
-
-    def step(self, w, g, k):
-        eta = self.lr(k)
-        w = w - eta * self.wd * w
-        w = w - eta * np.sign(self.b1 * self.m + (1 - self.b1) * g)
-        self.m = self.b2 * self.m + (1 - self.b2) * g
-        return w
-
-    def slots(self):
-        return {"m": self.m}
+                             Conditioning, assert_slots, assert_trajectory, grad_at,
+                             run_trajectory)
 
 
 # name: (base learning rate, make optimizer(lr, **clip), make reference(lr function))
@@ -504,9 +427,14 @@ def _kernel_steps(name, dtype, size, cond, rng, steps=4):
     # exactly representable hyper-parameters, so both dtypes use the same values
     lr, b1, b2, rho, eps, wd = 0.125, 0.875, 0.96875, 0.875, 2.0 ** -20, 0.25
     kw = _cond_kwargs(cond)
-    n_slots = {"nadam": 2, "adamax": 2, "adadelta": 2}.get(name, 1)
-    slots = [np.zeros(size, dtype) for _ in range(n_slots)]
-    ref = [s.astype(np.float64) for s in slots]
+    rate = constant(lr)
+    decay = wd if name == "lion_wd" else 0.0
+    ref = {"nadam": lambda: RefNadam(rate, b1, b2, eps),
+           "adamax": lambda: RefAdamax(rate, b1, b2, eps),
+           "adadelta": lambda: RefAdadelta(rate, rho, eps)}.get(
+               name, lambda: RefLion(rate, b1, b2, decay))()
+    ref.start(w64)
+    slots = [np.zeros(size, dtype) for _ in ref.slots()]
     prod = 1.0
     ambiguous = np.zeros(size, bool)
     for t, g in enumerate(grads, start=1):
@@ -516,35 +444,21 @@ def _kernel_steps(name, dtype, size, cond, rng, steps=4):
             prod *= u_t
             bad = K.nadam(w, ro(g), slots[0], slots[1], lr, b1, b2, eps, u_t, u_next, prod,
                           prod * u_next, 1 - b2 ** t, **kw)
-            ref[0] = b1 * ref[0] + (1 - b1) * gc
-            ref[1] = b2 * ref[1] + (1 - b2) * gc ** 2
-            m_hat = u_next * ref[0] / (1 - prod * u_next) + (1 - u_t) * gc / (1 - prod)
-            w64 = w64 - lr * m_hat / (np.sqrt(ref[1] / (1 - b2 ** t)) + eps)
         elif name == "adamax":
             bad = K.adamax(w, ro(g), slots[0], slots[1], lr, b1, b2, eps, 1 - b1 ** t, **kw)
-            ref[0] = b1 * ref[0] + (1 - b1) * gc
-            ref[1] = np.maximum(b2 * ref[1], np.abs(gc))
-            w64 = w64 - lr / (1 - b1 ** t) * ref[0] / (ref[1] + eps)
         elif name == "adadelta":
             bad = K.adadelta(w, ro(g), slots[0], slots[1], lr, rho, eps, **kw)
-            ref[0] = rho * ref[0] + (1 - rho) * gc ** 2
-            delta = np.sqrt(ref[1] + eps) * gc / np.sqrt(ref[0] + eps)
-            ref[1] = rho * ref[1] + (1 - rho) * delta ** 2
-            w64 = w64 - lr * delta
         else:
-            decay = wd if name == "lion_wd" else 0.0
             bad = K.lion(w, ro(g), slots[0], lr, b1, b2, decay, **kw)
-            c = b1 * ref[0] + (1 - b1) * gc
             # sign() is discontinuous: where c is within rounding of 0 the dtype's sign may
             # differ from float64's; such entries are excluded (and must be rare).
-            ambiguous |= np.abs(c) <= 1e-5 * (np.abs(ref[0]) + np.abs(gc))
-            w64 = w64 * (1 - lr * decay) - lr * np.sign(c)
-            ref[0] = b2 * ref[0] + (1 - b2) * gc
+            ambiguous |= np.abs(ref.direction(gc)) <= 1e-5 * (np.abs(ref.m) + np.abs(gc))
+        w64 = ref.step(w64, gc, t - 1)
         assert bad == 0
     assert ambiguous.sum() <= max(1, size // 100)
     keep = ~ambiguous
-    return [("w", w[keep], w64[keep])] + [(f"slot {i}", s, r)
-                                          for i, (s, r) in enumerate(zip(slots, ref))]
+    return [("w", w[keep], w64[keep])] + [(f"slot {slot}", s, r) for s, (slot, r)
+                                          in zip(slots, ref.slots().items())]
 
 
 @pytest.mark.parametrize("cond", list(CONDITIONING))

@@ -23,6 +23,8 @@ from threadpoolctl import threadpool_limits
 from fastnn._core import activations, blas, dense, losses, ops, optim
 from fastnn._core import random as krandom
 
+import reference_optimizers as reference
+
 # Activation codes, as documented in activations.pxd.
 LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = range(6)
 ACTS = [LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX]
@@ -848,7 +850,8 @@ OPTIMIZERS = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_cent
 
 
 def _opt_steps(name, dtype, size, cond, rng, steps=4):
-    """Run `steps` kernel updates and the same updates in float64 NumPy.
+    """Run `steps` kernel updates and the same updates of the float64 NumPy reference
+    (tests/reference_optimizers.py).
 
     Returns [(kernel array, reference array), ...] for the parameter and every slot.
     """
@@ -860,68 +863,48 @@ def _opt_steps(name, dtype, size, cond, rng, steps=4):
     b1, b2, wd = 0.875, 0.96875, 0.0625
     kw = _cond_kwargs(cond)
     empty = np.empty(0, dtype)
-    slots = {}
-    if name in ("momentum", "nesterov"):
-        slots["v"] = np.zeros(size, dtype)
+    rate = reference.constant(lr)
+    centered, nesterov, amsgrad = "centered" in name, name == "nesterov", name == "amsgrad"
+    momentum = mu if "momentum" in name else 0.0
+    decay = wd if name == "adamw" else 0.0
+    slots = {}   # the kernel's slot arrays, under the reference's names
+    if name == "sgd":
+        ref = reference.RefSGD(rate)
+    elif name in ("momentum", "nesterov"):
+        ref = reference.RefSGD(rate, mu, nesterov)
+        slots["velocity"] = np.zeros(size, dtype)
     elif name == "adagrad":
-        slots["acc"] = np.full(size, 0.1, dtype)  # Keras starts the accumulator at 0.1
+        ref = reference.RefAdagrad(rate, 0.1, eps)   # Keras starts the accumulator at 0.1
+        slots["accumulator"] = np.full(size, 0.1, dtype)
     elif name.startswith("rmsprop"):
-        slots["s"] = np.zeros(size, dtype)
-        slots["mg"] = np.zeros(size, dtype) if "centered" in name else empty.copy()
-        slots["vel"] = np.zeros(size, dtype) if "momentum" in name else empty.copy()
-    elif name in ("adam", "adamw", "amsgrad"):
+        ref = reference.RefRMSprop(rate, rho, momentum, eps, centered)
+        slots["mean_square"] = np.zeros(size, dtype)
+        slots["mean_grad"] = np.zeros(size, dtype) if centered else empty.copy()
+        slots["velocity"] = np.zeros(size, dtype) if momentum else empty.copy()
+    else:
+        ref = reference.RefAdam(rate, b1, b2, eps, amsgrad, decay)
         slots["m"] = np.zeros(size, dtype)
         slots["v"] = np.zeros(size, dtype)
-        slots["vmax"] = np.zeros(size, dtype) if name == "amsgrad" else empty.copy()
-    ref = {k: v.astype(np.float64) for k, v in slots.items()}
+        slots["v_max"] = np.zeros(size, dtype) if amsgrad else empty.copy()
 
-    for t, g in enumerate(grads, start=1):
-        gc = _condition_ref(g.astype(np.float64), cond)
+    for k, g in enumerate(grads):
         gro = ro(g)
         if name == "sgd":
             optim.sgd(w, gro, lr, **kw)
-            w64 = w64 - lr * gc
         elif name in ("momentum", "nesterov"):
-            nesterov = name == "nesterov"
-            optim.sgd_momentum(w, gro, slots["v"], lr, mu, nesterov, **kw)
-            v = mu * ref["v"] - lr * gc
-            ref["v"] = v
-            w64 = w64 + (mu * v - lr * gc if nesterov else v)
+            optim.sgd_momentum(w, gro, slots["velocity"], lr, mu, nesterov, **kw)
         elif name == "adagrad":
-            optim.adagrad(w, gro, slots["acc"], lr, eps, **kw)
-            ref["acc"] = ref["acc"] + gc ** 2
-            w64 = w64 - lr * gc / (np.sqrt(ref["acc"]) + eps)
+            optim.adagrad(w, gro, slots["accumulator"], lr, eps, **kw)
         elif name.startswith("rmsprop"):
-            centered = "centered" in name
-            momentum = mu if "momentum" in name else 0.0
-            optim.rmsprop(w, gro, slots["s"], slots["mg"], slots["vel"], lr, rho, momentum,
-                          eps, centered, **kw)
-            ref["s"] = rho * ref["s"] + (1 - rho) * gc ** 2
-            if centered:
-                ref["mg"] = rho * ref["mg"] + (1 - rho) * gc
-                denom = np.sqrt(np.maximum(ref["s"] - ref["mg"] ** 2, 0.0))
-            else:
-                denom = np.sqrt(ref["s"])
-            step = lr * gc / (denom + eps)
-            if momentum > 0:
-                step = momentum * ref["vel"] + step
-                ref["vel"] = step
-            w64 = w64 - step
+            optim.rmsprop(w, gro, slots["mean_square"], slots["mean_grad"],
+                          slots["velocity"], lr, rho, momentum, eps, centered, **kw)
         else:
-            amsgrad = name == "amsgrad"
-            decay = wd if name == "adamw" else 0.0
-            bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
-            optim.adam(w, gro, slots["m"], slots["v"], slots["vmax"], lr, b1, b2, eps,
-                       bc1, bc2, amsgrad, decay, **kw)
-            w64 = w64 - lr * decay * w64
-            ref["m"] = b1 * ref["m"] + (1 - b1) * gc
-            ref["v"] = b2 * ref["v"] + (1 - b2) * gc ** 2
-            vv = ref["v"]
-            if amsgrad:
-                ref["vmax"] = np.maximum(ref["vmax"], ref["v"])
-                vv = ref["vmax"]
-            w64 = w64 - lr * (ref["m"] / bc1) / (np.sqrt(vv / bc2) + eps)
-    return [("w", w, w64)] + [(k, slots[k], ref[k]) for k in slots]
+            t = k + 1
+            optim.adam(w, gro, slots["m"], slots["v"], slots["v_max"], lr, b1, b2, eps,
+                       1 - b1 ** t, 1 - b2 ** t, amsgrad, decay, **kw)
+        w64 = ref.step(w64, _condition_ref(g.astype(np.float64), cond), k)
+    want = ref.slots()
+    return [("w", w, w64)] + [(k, slots[k], want.get(k, empty)) for k in slots]
 
 
 @pytest.mark.parametrize("cond", list(CONDITIONING))

@@ -2,8 +2,8 @@
 
 1. Trajectories: every optimizer and option is driven directly (``opt.build`` once, then
    ``opt.apply`` 200 times) next to a plain-NumPy reference written from the FORMULAS of
-   issue 3 (not from the kernels), in float64 and float32, comparing the weights after
-   every step and the optimizer's slots at the end.
+   issue 3 (not from the kernels; tests/reference_optimizers.py), in float64 and float32,
+   comparing the weights after every step and the optimizer's slots at the end.
 2. Behaviour: on ill-conditioned quadratics momentum and Adam need far fewer steps than
    the best plain SGD; Adagrad's effective step η/(√G+ε) shrinks as G grows.
 3. State survives across fit calls (bit-identical warm start, moments not reset).
@@ -21,6 +21,7 @@ import pytest
 import fastnn as fn
 from fastnn import optimizers as O
 from fastnn import schedules as S
+from reference_optimizers import RefAdagrad, RefAdam, RefRMSprop, RefSGD, constant
 
 STEPS = 200
 DTYPES = [np.float64, np.float32]
@@ -56,7 +57,8 @@ def grad_at(w, k):
     return SEG_SCALE * (CURV * (w - CENTER) + AMP[k] * NOISE[k])
 
 
-# -------------------------------------------------------------- NumPy reference (formulas) --
+# ------------------------------------------ Keras's gradient conditioning, from its definition --
+# (the update rules' NumPy references: tests/reference_optimizers.py)
 class Conditioning:
     """Keras's gradient conditioning, from its definition, counting how often it bit."""
 
@@ -89,103 +91,6 @@ class Conditioning:
         return g
 
 
-class RefSGD:
-    """v ← μ·v − η·g; w ← w + v.  Nesterov: w ← w + μ·v − η·g (new v).  Plain: w ← w − η·g."""
-
-    def __init__(self, lr, momentum=0.0, nesterov=False):
-        self.lr, self.mu, self.nesterov = lr, momentum, nesterov
-        self.v = np.zeros(N)
-
-    def step(self, w, g, k):
-        eta = self.lr(k)
-        if self.mu == 0:
-            return w - eta * g
-        self.v = self.mu * self.v - eta * g
-        return w + (self.mu * self.v - eta * g if self.nesterov else self.v)
-
-    def slots(self):
-        return {"velocity": self.v} if self.mu else {}
-
-
-class RefAdagrad:
-    """G ← G + g²; w ← w − η·g / (√G + ε), G starting at initial_accumulator_value."""
-
-    def __init__(self, lr, initial=0.0, eps=1e-7):
-        self.lr, self.eps = lr, eps
-        self.G = np.full(N, initial)
-
-    def step(self, w, g, k):
-        self.G = self.G + g * g
-        return w - self.lr(k) * g / (np.sqrt(self.G) + self.eps)
-
-    def slots(self):
-        return {"accumulator": self.G}
-
-
-class RefRMSprop:
-    """s ← ρs + (1−ρ)g²; step = η·g / (√s + ε) (centered: √(s − ḡ²) with ḡ ← ρḡ + (1−ρ)g);
-    momentum μ > 0: v ← μ·v + step; w ← w − v, else w ← w − step."""
-
-    def __init__(self, lr, rho=0.9, momentum=0.0, eps=1e-7, centered=False):
-        self.lr, self.rho, self.mu, self.eps, self.centered = lr, rho, momentum, eps, centered
-        self.s = np.zeros(N)
-        self.gbar = np.zeros(N)
-        self.v = np.zeros(N)
-
-    def step(self, w, g, k):
-        self.s = self.rho * self.s + (1 - self.rho) * g * g
-        if self.centered:
-            self.gbar = self.rho * self.gbar + (1 - self.rho) * g
-            denom = np.sqrt(self.s - self.gbar ** 2)
-        else:
-            denom = np.sqrt(self.s)
-        step = self.lr(k) * g / (denom + self.eps)
-        if self.mu > 0:
-            self.v = self.mu * self.v + step
-            step = self.v
-        return w - step
-
-    def slots(self):
-        out = {"mean_square": self.s}
-        if self.centered:
-            out["mean_grad"] = self.gbar
-        if self.mu > 0:
-            out["velocity"] = self.v
-        return out
-
-
-class RefAdam:
-    """(AdamW: w ← w − η·λ·w first.) m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²;
-    w ← w − η·m̂/(√v̂ + ε), m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ), t from 1; amsgrad uses the
-    running maximum of v in place of v."""
-
-    def __init__(self, lr, beta_1=0.9, beta_2=0.999, eps=1e-7, amsgrad=False,
-                 weight_decay=0.0):
-        self.lr, self.b1, self.b2, self.eps = lr, beta_1, beta_2, eps
-        self.amsgrad, self.wd = amsgrad, weight_decay
-        self.m, self.v, self.vmax = np.zeros(N), np.zeros(N), np.zeros(N)
-
-    def step(self, w, g, k):
-        eta, t = self.lr(k), k + 1
-        if self.wd:
-            w = w - eta * self.wd * w
-        self.m = self.b1 * self.m + (1 - self.b1) * g
-        self.v = self.b2 * self.v + (1 - self.b2) * g * g
-        v = self.v
-        if self.amsgrad:
-            self.vmax = np.maximum(self.vmax, self.v)
-            v = self.vmax
-        m_hat = self.m / (1 - self.b1 ** t)
-        v_hat = v / (1 - self.b2 ** t)
-        return w - eta * m_hat / (np.sqrt(v_hat) + self.eps)
-
-    def slots(self):
-        out = {"m": self.m, "v": self.v}
-        if self.amsgrad:
-            out["v_max"] = self.vmax
-        return out
-
-
 # Schedules, from Keras's formulas (k = number of updates done so far).
 def ref_exponential(lr0, decay_steps, rate, staircase=False):
     def f(k):
@@ -213,10 +118,6 @@ def ref_cosine(lr0, decay_steps, alpha=0.0, warmup_target=None, warmup_steps=0):
         s = min(max(k - warmup_steps, 0), decay_steps)
         return top * ((1 - alpha) * 0.5 * (1 + math.cos(math.pi * s / decay_steps)) + alpha)
     return f
-
-
-def constant(lr):
-    return lambda k: lr
 
 
 # ------------------------------------------------------------------------------ cases --
