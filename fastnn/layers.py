@@ -94,6 +94,7 @@ class Layer:
         self.units = None
         self.built = False
         self._bound_params = None   # this layer's parameter views, set by the model
+        self._model = None          # the model holding the layer (see _ask_model)
 
     @property
     def trainable(self):
@@ -167,8 +168,26 @@ class Layer:
         ws = self.weights
         return ws if not self.trainable else ws[len(ws) - self._state_count:]
 
+    def _ask_model(self):
+        """Keras's layers have weights as soon as the model's input shape is known
+        (Sequential([fn.Input((784,)), Dense(10)]).layers[0].kernel exists): an unbuilt
+        layer of a model that declares its input shape asks that model to build (drawing
+        the model's seed then, as model.get_weights() does)."""
+        model = getattr(self, "_model", None)
+        if self._bound_params is None and model is not None:
+            model._build_if_declared()
+
+    def __getstate__(self):
+        # A copied layer belongs to no model (and does not drag it along): it carries the
+        # weights it has, which it gets first if its model can build.
+        self._ask_model()
+        state = self.__dict__.copy()
+        state["_model"] = None
+        return state
+
     def get_weights(self):
-        """Copies of the weights (an empty list before the layer is built)."""
+        """Copies of the weights (an empty list before the layer is built; a layer of a
+        model whose input shape is known is built)."""
         return [w.copy() for w in self.weights]
 
     def set_weights(self, weights):
@@ -283,9 +302,30 @@ class Dense(Layer):
 
     @property
     def weights(self):
+        self._ask_model()
         if self.W is None:
             return []
         return [self.W, self.b] if self.use_bias else [self.W]
+
+    @property
+    def kernel(self):
+        """The live (input_dim, units) weight matrix (Keras's name; W is fastnn's)."""
+        self._ask_model()
+        if self.W is None:
+            raise AttributeError(f"You must build the layer before accessing `kernel` "
+                                 f"(layer {self.name!r}: its model's input shape is not "
+                                 f"known yet)")
+        return self.W
+
+    @property
+    def bias(self):
+        """The live (units,) bias, None when use_bias=False (Keras's name)."""
+        self._ask_model()
+        if self.W is None:
+            raise AttributeError(f"You must build the layer before accessing `bias` "
+                                 f"(layer {self.name!r}: its model's input shape is not "
+                                 f"known yet)")
+        return self.b if self.use_bias else None
 
     @property
     def gradients(self):
@@ -622,9 +662,24 @@ class _Normalization(Layer):
 
     @property
     def weights(self):
+        self._ask_model()
         if self._params is None:
             return []
         return [p for p, used in zip(self._params, self._used()) if used]
+
+    def _named(self, name):
+        """The live parameter ``name`` of param_specs() (Keras's attribute: None for an
+        unused gamma/beta)."""
+        self._ask_model()
+        if self._params is None:
+            raise AttributeError(f"You must build the layer before accessing `{name}` "
+                                 f"(layer {self.name!r}: its model's input shape is not "
+                                 f"known yet)")
+        i = [n for n, _, _ in self.param_specs()].index(name)
+        return self._params[i] if self._used()[i] else None
+
+    gamma = property(lambda self: self._named("gamma"), doc="The live scale (features,).")
+    beta = property(lambda self: self._named("beta"), doc="The live offset (features,).")
 
     @property
     def gradients(self):
@@ -719,6 +774,11 @@ class BatchNormalization(_Normalization):
                 ("beta", m, self.beta_initializer if self.center else "zeros"),
                 ("moving_mean", m, self.moving_mean_initializer),
                 ("moving_variance", m, self.moving_variance_initializer)]
+
+    moving_mean = property(lambda self: self._named("moving_mean"),
+                           doc="The live moving mean (features,).")
+    moving_variance = property(lambda self: self._named("moving_variance"),
+                               doc="The live moving variance (features,).")
 
     def make_buffers(self, n, dtype, training, need_grad_x):
         buf = _Buffers()

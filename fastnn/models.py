@@ -138,12 +138,20 @@ class Sequential:
             self.trainable = trainable     # (Keras's argument: sets every layer's flag)
 
     # ---------------------------------------------------------------- structure --
-    def add(self, layer):
-        """Append a layer (before the model is built): an fn.layers layer, an fn.Input (first
-        only), or another Sequential, whose layers and weights are then shared with this
-        model (see ``_add_model``)."""
+    def add(self, layer, rebuild=True):
+        """Append a layer: an fn.layers layer, an fn.Input (first only), or another
+        Sequential, whose layers and weights are then shared with this model (see
+        ``_add_model``). On a built model (Keras 3's add(layer, rebuild=True)) the model is
+        rebuilt at once with a new parameter buffer, the existing layers keeping their
+        weights; a compiled model stays compiled, as after pop(): its optimizer continues on
+        the new buffer with its step count, its moments restarting since the set of weights
+        changed (compile again for other settings). rebuild=False leaves the model unbuilt
+        until the next build/fit."""
+        if not isinstance(rebuild, bool):
+            raise TypeError(f"Sequential.add: rebuild must be True or False, got "
+                            f"{rebuild!r}")
         if isinstance(layer, Sequential):
-            self._add_model(layer)
+            self._add_model(layer, rebuild)
             return
         if not isinstance(layer, layers_module.Layer):
             raise TypeError(f"Sequential.add: expected a fn.layers layer, got {layer!r}")
@@ -159,9 +167,29 @@ class Sequential:
             return
         if any(layer is other for other in self.layers):
             raise ValueError(f"Sequential.add: layer {layer.name!r} is already in the model")
+        shape = self._unbuild()
         self.layers.append(layer)
+        layer._model = self
+        self._rebuild(shape, rebuild)
 
-    def _add_model(self, model):
+    def _unbuild(self):
+        """Before a layer is added: mark a built model unbuilt; returns the sample shape
+        it was built for (None if it was not built)."""
+        shape = self._input_shape if self.built else None
+        self.built = False
+        return shape
+
+    def _rebuild(self, shape, rebuild):
+        """After a layer is added: rebuild a model that was built for ``shape``."""
+        if rebuild and shape is not None:
+            self._build(shape)
+
+    def _build_if_declared(self):
+        """Build now if the input shape is known (a layer's weights were asked for)."""
+        if not self.built and self.layers and self._known_input_shape() is not None:
+            self.build()
+
+    def _add_model(self, model, rebuild=True):
         """Nest a Sequential: its layers join this model's list (``model.layers`` shows them
         in place; ``get_layer(name)`` finds the nested model by its name too). One flat
         buffer per model still holds every parameter: when this model is built, the nested
@@ -188,18 +216,19 @@ class Sequential:
                 self._input_layer = model._input_layer
             elif model.built:
                 self._input_layer = layers_module.InputLayer(shape=model._input_shape)
+        shape = self._unbuild()
         start = len(self.layers)
         self.layers.extend(model.layers)
         self._submodels.append((model, start, len(self.layers)))
         model._parent = self
+        for layer in model.layers:
+            layer._model = self
+        self._rebuild(shape, rebuild)
 
     def _check_can_change(self, what):
         if self._parent is not None:
             raise ValueError(f"Sequential.{what}: model {self.name!r} is nested in model "
                              f"{self._parent.name!r}; change that model instead")
-        if what == "add" and self.built:
-            raise ValueError("Sequential.add: the model is already built; add every layer "
-                             "before compiling with data or calling build()")
 
     def get_layer(self, name=None, index=None):
         """A layer by its name or its index in ``model.layers`` (Keras's get_layer; a nested
@@ -241,6 +270,8 @@ class Sequential:
             removed._parent = None
         else:
             removed = self.layers.pop()
+        for layer in getattr(removed, "layers", [removed]):
+            layer._model = None
         shape, self.built = self._input_shape, False
         if rebuild and self.layers and shape is not None:
             self._build(shape)

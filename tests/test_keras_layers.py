@@ -326,9 +326,11 @@ def test_pop_removes_a_nested_model_whole():
 def test_layer_get_and_set_weights():
     model = fn.Sequential([L.Dense(3, input_dim=2), L.Dense(1, use_bias=False)])
     dense = model.layers[0]
-    assert dense.get_weights() == []          # the model builds lazily (at compile, ...)
-    model.build()
+    # Keras 3: the input shape is declared, so the layer has weights at once (the model
+    # builds when they are asked for); without a declared input it has none yet.
     w, b = dense.get_weights()
+    assert model.built
+    assert fn.Sequential([L.Dense(3)]).layers[0].get_weights() == []
     assert w.shape == (2, 3) and b.shape == (3,)
     dense.set_weights([np.ones((2, 3)), np.arange(3.0)])
     np.testing.assert_array_equal(model.get_weights()[1], np.arange(3.0))
