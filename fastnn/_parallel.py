@@ -6,7 +6,7 @@ step; on one core it is bound by that core's share of the cache bandwidth, and a
 batches it is most of the step. Its kernels release the GIL and are element-wise, so the
 flat arrays can be cut into contiguous chunks that run at the same time; the result is
 bit-identical to one pass. No OpenMP: persistent Python threads that block on an event
-(never spin) while BLAS runs, so they cannot fight BLAS's own thread pool. The count
+(never spin) between jobs, so while BLAS runs they take none of its CPU time. The count
 follows fastnn.set_num_threads, the one thread setting.
 """
 import threading

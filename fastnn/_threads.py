@@ -1,8 +1,10 @@
 """Thread control: the one place that decides how many threads fastnn's BLAS uses.
 
-fastnn's own kernels are single-threaded loops with the GIL released; all parallelism is
-inside BLAS (scipy's OpenBLAS, which `scipy.linalg.cython_blas` calls). So one knob is
-enough: `set_num_threads(n)` sets BLAS's thread count through threadpoolctl. The default,
+fastnn's own kernels are single-threaded loops with the GIL released; the parallelism is
+inside BLAS (scipy's OpenBLAS, which `scipy.linalg.cython_blas` calls), plus the
+optimizer update and finiteness check split over threads (below). One knob serves both:
+`set_num_threads(n)` sets BLAS's thread count through threadpoolctl and the number of
+chunks of that split. The default,
 applied the first time a model is built, is this process's share of the CPUs
 (`default_threads`): the CPUs it may really use (the affinity mask and a cgroup (container)
 CPU quota, not just the host's core count), divided among the MPI ranks of a data-parallel

@@ -432,8 +432,11 @@ class GradientMonitor(Callback):
 
     Cheap: it samples about ``samples_per_epoch`` evenly spaced steps per epoch and averages
     them. On a sampled step it copies the flat parameter buffer before the update (one
-    memcpy into a buffer made once) and reduces the gradient buffer, which exists anyway,
-    per layer in one kernel pass. Use ``fit(..., monitor_gradients=True)`` as a shortcut.
+    memcpy into a buffer made once); after it, four passes over the flat buffers: the
+    per-layer sums of squares of the gradient (which exists anyway), of the old weights and
+    of the update, and the subtraction that gives the update (into the same buffer).
+    Unsampled steps cost one Python call per batch hook. Use
+    ``fit(..., monitor_gradients=True)`` as a shortcut.
     """
 
     def __init__(self, samples_per_epoch=10):

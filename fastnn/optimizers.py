@@ -1,10 +1,14 @@
 """Optimizers: step 3 of the lecture, "pick the best function".
 
 All parameters of a model live in one flat array (and their gradients in another), so
-every optimizer step is a single fused kernel call that reads g, updates the slots and w in
-place, in one pass over memory, with the GIL released (fastnn/_core/optim.pyx). Slots are
-allocated once, when the optimizer is first attached to a model, and survive across `fit`
-calls (a second `fit` continues; it does not reset the moments).
+the update of every optimizer is one fused kernel that reads g, updates the slots and w in
+place, in one pass over memory, with the GIL released (fastnn/_core/optim.pyx, generated
+from optim.pyx.tp): one call, or one per thread's chunk on large models
+(fastnn/_parallel.py). ``clipvalue`` is applied inside that pass; ``clipnorm`` and
+``global_clipnorm`` add passes over g before it (the per-array sums of squares, and for
+clipnorm the rescaling of g in place, with a few small per-array arrays made each step).
+Slots are allocated once, when the optimizer is first attached to a model, and survive
+across `fit` calls (a second `fit` continues; it does not reset the moments).
 
 Notation in the docstrings: g is the gradient of the mean batch loss (regularization
 included, then clipped), η the learning rate, t the step counting from 1.

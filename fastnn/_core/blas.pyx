@@ -9,10 +9,12 @@ cdef void matmul(bint trans_a, bint trans_b, int m, int n, int k,
                  floating beta, floating* c, int ldc) noexcept nogil:
     """C[m, n] = alpha * op(A) @ op(B) + beta * C, choosing the fastest BLAS level.
 
-    A vector-shaped product goes to level-2 BLAS: gemv when m or n is 1, ger when k is 1
-    (measured on this machine: at batch 1, gemv + ger take about half the time of gemm
-    for the same products, see shared/PERF-NOTES.md). beta must be 0 or 1 for the ger
-    path; any other beta goes to gemm. Empty products never reach BLAS.
+    A vector-shaped product goes to level-2 BLAS: gemv when m or n is 1, ger when k is 1.
+    They stream each operand once without gemm's packing into blocks, which is what a
+    product with a dimension of 1 (a batch of one sample) pays for without gaining from;
+    at batch 1 gemv + ger were measured at about half the time of gemm for the same
+    products. beta must be 0 or 1 for the ger path; any other beta goes to gemm. Empty
+    products never reach BLAS.
     """
     cdef int i, j
     if m <= 0 or n <= 0:

@@ -1,9 +1,10 @@
 /* Flush-to-zero / denormals-are-zero for the duration of one kernel call.
  *
  * Subnormal floats (below ~1e-38 in float32) are 10-100x slower on x86; Adam's moments
- * and saturated sigmoids drift into them during long runs. fastnn sets FTZ and DAZ in
- * MXCSR on entry to a kernel and restores the caller's MXCSR on exit, so the setting never
- * leaks into the rest of the process. Elsewhere than x86 this is a no-op.
+ * and saturated sigmoids drift into them during long runs. The kernels where they arise
+ * (the optimizer updates, activations, dense layers, normalization) set FTZ and DAZ in
+ * MXCSR on entry and restore the caller's MXCSR on exit, so the setting never leaks into
+ * the rest of the process. Elsewhere than x86 this is a no-op.
  */
 #ifndef FASTNN_FPMODE_H
 #define FASTNN_FPMODE_H

@@ -4,7 +4,7 @@
  * portable wheel (no -march flag) still uses the CPU's widest vectors. Measured here:
  * Adam over 670k float32 parameters, one thread, 495 us (SSE2) -> 155 us (AVX-512).
  *
- * The loops are the formulas of fastnn/_core/optim.pyx and fastnn/optimizers.py, in the
+ * The loops are the formulas of fastnn/_core/optim.pyx.tp and fastnn/optimizers.py, in the
  * same order of operations; with -ffp-contract=off (setup.py) every copy rounds exactly
  * alike, so results do not depend on which copy runs. Each returns the number of new
  * weights that are not finite. Gradient conditioning: g * scale, clipped to [-clip, clip].
@@ -148,7 +148,8 @@ FASTNN_CLONES static ptrdiff_t fastnn_rmsprop_##SUFFIX(                         
 }
 
 /* Nadam, Adamax, Lion (Keras 3's rules) and Adadelta. The step-only scalars (bias and
- * momentum-schedule corrections times the learning rate) come from optim.pyx/optimizers.py.
+ * momentum-schedule corrections times the learning rate) come from optim.pyx.tp and
+ * optimizers.py.
  *   Nadam:   w -= (cm * m + cg * g) / (sqrt(v) * inv_sqrt_bc2 + eps)
  *   Adamax:  u = max(b2 u, |g|);  w -= step * m / (u + eps)
  *   Lion:    c = b1 m + (1 - b1) g;  w = w * keep - lr * sign(c);  m = b2 m + (1 - b2) g
