@@ -36,7 +36,7 @@ def main():
             for mode in ("split", "single"):
                 _parallel.MIN_ELEMENTS = default_min if mode == "split" else 1 << 62
                 model.optimizer._chunk_key = None      # re-cut the cached chunk views
-                model._grads_finite.key = None
+                model.parameter_store.grads_finite.key = None
                 model.fit(x[:batch * 3], y[:batch * 3], batch_size=batch, verbose=0)
                 start = time.perf_counter()
                 model.fit(x[:n], y[:n], batch_size=batch, verbose=0)

@@ -65,7 +65,7 @@ def worker(args):
     if strategy.size > 1:
         result["allreduce_ms_per_step"] = \
             1e3 * strategy.allreduce_seconds / strategy.allreduce_calls
-        result.update(collectives(strategy, model._grads))
+        result.update(collectives(strategy, model.parameter_store.grads))
     if strategy.is_chief:
         print("RESULT " + json.dumps(result), flush=True)
 

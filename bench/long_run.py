@@ -49,7 +49,7 @@ def subnormal_share(arrays):
 def _state_arrays(name, impl):
     if name == "fastnn":
         state = impl.model.optimizer.variables()
-        return [impl.model._params] + [v for k, v in state.items() if k != "iterations"]
+        return [impl.model.parameter_store.params] + [v for k, v in state.items() if k != "iterations"]
     if name == "numpy":
         return impl.W + impl.b + impl.m + impl.v
     import torch

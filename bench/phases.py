@@ -10,8 +10,9 @@ Python bookkeeping; and it times the two bounds a step cannot beat, in the same 
 the GEMMs alone through the same BLAS, and a plain streaming pass over the bytes the
 step must move (memory bandwidth, see streaming_bound).
 
-This uses internals (Sequential._train_workspace/_prepare/_loss, Layer.forward/backward,
-fastnn._core.ops.gather_*), so it follows models.py; if they change, update it here.
+This uses internals (fastnn.engine.train_workspace/batch_loss, Sequential._prepare,
+Layer.forward/backward, fastnn._core.ops.gather_*): it times engine.train_step phase by
+phase, so it follows engine.py; if the step changes, update it here.
 """
 import time
 from collections import defaultdict
@@ -25,10 +26,11 @@ from gemm_limit import GemmLimit
 
 def _time_phases(model, x, y, batch, steps):
     """{phase: [seconds per step]} over `steps` steps of fit's algorithm."""
+    from fastnn import engine
     from fastnn._core import ops as _ops
 
     xs, ys, sw = model._prepare("profile", x, y)
-    ws = model._train_workspace(batch)
+    ws = engine.train_workspace(model, batch)
     layers = model.layers
     last = len(layers) - 1
     fused = model._fused
@@ -50,7 +52,7 @@ def _time_phases(model, x, y, batch, steps):
             h = layer.forward(h, ws.bufs[i], True, 0)
             rec[f"forward {i}"].append(pc() - t0)
         t0 = pc()
-        model._loss(ws, h, ws.y, sw, batch)
+        engine.batch_loss(model, ws, h, ws.y, sw, batch)
         rec["loss"].append(pc() - t0)
         g = ws.grad
         for i in range(last, -1, -1):
@@ -59,10 +61,10 @@ def _time_phases(model, x, y, batch, steps):
                                    grad_is_dz=(i == last and fused))
             rec[f"backward {i}"].append(pc() - t0)
         t0 = pc()
-        _ops.all_finite(model._grads)
+        _ops.all_finite(model.parameter_store.grads)
         rec["finite check (gradients)"].append(pc() - t0)
         t0 = pc()
-        opt.apply(model._params, model._grads)
+        opt.apply(model.parameter_store.params, model.parameter_store.grads)
         rec["optimizer"].append(pc() - t0)
     return rec
 

@@ -460,9 +460,9 @@ class GradientMonitor(Callback):
                 self.layer_names.append(layer.name)
                 self._layer_segments.append(list(range(seg, seg + count)))
             seg += count
-        self._before = np.empty_like(m._params)
-        self._sq = np.empty(len(m._bounds) - 1, np.float64)
-        self._sq_w = np.empty(len(m._bounds) - 1, np.float64)
+        self._before = np.empty_like(m.parameter_store.params)
+        self._sq = np.empty(len(m.parameter_store.bounds) - 1, np.float64)
+        self._sq_w = np.empty(len(m.parameter_store.bounds) - 1, np.float64)
         # (a generator of unknown length: every step is sampled)
         self._stride = max(1, (self.params["steps"] or 1) // self.samples_per_epoch)
 
@@ -477,19 +477,19 @@ class GradientMonitor(Callback):
     def on_train_batch_begin(self, batch, logs=None):
         self._sampled = batch % self._stride == 0
         if self._sampled:
-            np.copyto(self._before, self.model._params)
+            np.copyto(self._before, self.model.parameter_store.params)
 
     def on_train_batch_end(self, batch, logs=None):
         if not self._sampled:
             return
         m = self.model
-        self._ops.segment_sum_squares(m._grads, m._bounds, self._sq)
+        self._ops.segment_sum_squares(m.parameter_store.grads, m.parameter_store.bounds, self._sq)
         grad = self._per_layer(self._sq)
         # ratio = ||w_after - w_before|| / ||w_before||
-        self._ops.segment_sum_squares(self._before, m._bounds, self._sq_w)
+        self._ops.segment_sum_squares(self._before, m.parameter_store.bounds, self._sq_w)
         weight = self._per_layer(self._sq_w)
-        np.subtract(m._params, self._before, out=self._before)
-        self._ops.segment_sum_squares(self._before, m._bounds, self._sq)
+        np.subtract(m.parameter_store.params, self._before, out=self._before)
+        self._ops.segment_sum_squares(self._before, m.parameter_store.bounds, self._sq)
         update = self._per_layer(self._sq)
         self._grad += grad
         self._ratio += update / np.maximum(weight, 1e-30)

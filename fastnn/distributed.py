@@ -187,7 +187,7 @@ class DataParallel:
                              f"apart. Synchronized batch statistics are not supported")
         for metric in model.metrics:
             metric.state_size()          # NotImplementedError for a metric without one
-        signature = (model.dtype.name, model._params.shape[0], model.loss.name,
+        signature = (model.dtype.name, model.parameter_store.params.shape[0], model.loss.name,
                      [m.name for m in model.metrics], type(model.optimizer).__name__,
                      model.optimizer.get_config(), settings)
         theirs = self.comm.allgather(signature)
@@ -199,7 +199,7 @@ class DataParallel:
                              f"arguments")
         model.seed, model.epochs_trained = self.comm.bcast(
             (model.seed, model.epochs_trained), root=0)
-        self.comm.Bcast(model._params, root=0)
+        self.comm.Bcast(model.parameter_store.params, root=0)
         optimizer = model.optimizer
         state = optimizer.variables()
         for name, slot in state.items():
@@ -258,7 +258,7 @@ class DataParallel:
         _write_states(self._metrics, s[2:])
         start = time.perf_counter()
         request = self.comm.Iallreduce(MPI.IN_PLACE, s, op=MPI.SUM)
-        self.comm.Allreduce(MPI.IN_PLACE, model._grads, op=MPI.SUM)
+        self.comm.Allreduce(MPI.IN_PLACE, model.parameter_store.grads, op=MPI.SUM)
         request.Wait()
         self.allreduce_seconds += time.perf_counter() - start
         self.allreduce_calls += 1
@@ -280,7 +280,7 @@ class DataParallel:
         every rank) and check that their weights are still bit-identical (an exact
         checksum: the parameters' bit patterns summed as integers); if not, every rank
         raises RanksDiverged."""
-        params = model._params
+        params = model.parameter_store.params
         bits = params.view(np.uint32 if params.dtype.itemsize == 4 else np.uint64)
         checksum = int(np.add.reduce(bits, dtype=np.uint64))
         theirs = self.comm.allgather((bool(model.stop_training), checksum))

@@ -1,16 +1,10 @@
 """Sequential: a stack of layers, trained by minibatch gradient descent.
 
-One training step, as in the lecture:
-  gather the minibatch -> forward (each layer keeps what its backward needs) ->
-  loss and dL/d(output) in one kernel -> backward in reverse (dW, db, dx, regularization
-  in the same pass) -> one fused optimizer update of all parameters.
-Every arrow is a handful of calls into fastnn/_core, each doing real work with the GIL
-released. The arrays a step touches (batch, activations, gradients) are made once per
-batch size and reused: a step allocates no arrays.
-
-All parameters live in one flat array and all gradients in another; each layer's W and b
-are views into them. That makes the optimizer one kernel call per step, and
-get/set_weights, saving and the gradient monitor plain slices.
+The parameters live in a fastnn.parameters.ParameterStore (one flat array for all
+parameters, one for all gradients; each layer's W and b are views into them), and the
+training step is fastnn.engine.train_step (gather -> forward -> loss -> backward ->
+finiteness -> one fused optimizer update); this module holds the structure and the loops
+that call the step.
 """
 import collections
 import contextlib
@@ -21,60 +15,14 @@ import warnings
 
 import numpy as np
 
-from fastnn import _parallel, _random, _threads
+from fastnn import _random, _threads
 from fastnn import _validation as v
 from fastnn import callbacks as callbacks_module
 from fastnn import data_adapters
-from fastnn import initializers, layers as layers_module, losses, metrics as metrics_module
-from fastnn import optimizers, saving
+from fastnn import layers as layers_module, losses, metrics as metrics_module
+from fastnn import engine, optimizers, parameters, saving
 from fastnn._core import ops as _ops
-from fastnn._core import random as _rand
 from fastnn.saving import load_model   # noqa: F401 - Keras's keras.models.load_model
-
-_MAX_CACHED_SIZES = 4   # batch sizes whose buffers are kept (a fit needs at most 2)
-
-
-class _Workspace:
-    """The buffers for one batch size n: each layer's, plus the gathered minibatch (x, y,
-    sample weights) and the loss gradient when a loss is computed."""
-
-    def __init__(self, model, n, training, with_loss):
-        dt = model.dtype
-        self.n = n
-        self.version = model._version
-        self.bufs = [layer.make_buffers(n, dt, training, need_grad_x=i > 0)
-                     for i, layer in enumerate(model.layers)]
-        self.inputs = [None] * len(model.layers)
-        if training:
-            self.x = np.empty((n, model.input_dim), dt)
-            self.sw = np.empty(n, dt)
-            if model.loss.target == "sparse":
-                self.y = np.empty(n, np.int64)
-            else:
-                self.y = np.empty((n, model.output_dim), dt)
-        if with_loss:
-            self.grad = np.empty((n, model.output_dim), dt)
-
-    def rows(self, n):
-        """A workspace for a batch of n < self.n rows made of views of this one."""
-        view = object.__new__(_Workspace)
-        view.__dict__.update({k: _first_rows(v, self.n, n) for k, v in vars(self).items()})
-        view.n = n
-        view.inputs = [None] * len(self.inputs)
-        view.bufs = []
-        for buf in self.bufs:
-            copy = object.__new__(type(buf))
-            copy.__dict__.update({k: _first_rows(v, self.n, n) for k, v in vars(buf).items()})
-            view.bufs.append(copy)
-        return view
-
-
-def _first_rows(value, full, n):
-    """value[:n] for batch-sized arrays (first dimension == full), value otherwise."""
-    if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == full:
-        return value[:n]
-    return value
-
 
 class Sequential:
     """A linear stack of layers (Keras's Sequential).
@@ -120,9 +68,8 @@ class Sequential:
         self._submodels = []         # nested models: (model, first layer, end) in self.layers
         self._parent = None          # the model this one is nested in
         self._trainable = True
+        self.parameter_store = None  # fastnn.parameters.ParameterStore, made by build
         self._optimizer_buffer = None     # (optimizer, the parameter buffer it was built on)
-        self._frozen_views = []      # (non-trainable parameters, a place to keep them)
-        self._frozen_grads = []
         self._stateful = []          # (index, layer) of layers with state updated per step
         self._step_ws = None         # the workspace of the last training forward/backward
         self._distribute = None      # the fastnn.distributed strategy of the last fit
@@ -376,36 +323,8 @@ class Sequential:
             self._finish_compile()
 
     def _allocate_parameters(self):
-        specs = [(layer, name, shape, init) for layer in self.layers
-                 for name, shape, init in layer.param_specs()]
-        sizes = [int(np.prod(shape)) for _, _, shape, _ in specs]
-        self._bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        total = int(self._bounds[-1])
-        self._params = np.zeros(total, self.dtype)
-        self._grads = np.zeros(total, self.dtype)
-        self._grads_finite = _parallel.ChunkedCheck(self._grads)
-        rng = _random.generator(self.seed, _random.INIT)
-        # Layers that already have weights (a nested model's, or after pop()) keep them.
-        kept = {id(layer): layer._bound_params for layer in self.layers
-                if layer._bound_params is not None and
-                [p.shape for p in layer._bound_params] ==
-                [tuple(s) for _, s, _ in layer.param_specs()]}
-        views = collections.defaultdict(lambda: ([], []))
-        for (layer, name, shape, init), lo, hi in zip(specs, self._bounds[:-1],
-                                                      self._bounds[1:]):
-            p = self._params[lo:hi].reshape(shape)
-            g = self._grads[lo:hi].reshape(shape)
-            mine = views[id(layer)]
-            if id(layer) in kept:
-                p[...] = kept[id(layer)][len(mine[0])]
-            else:
-                p[...] = initializers.get(init)(rng, shape)
-            mine[0].append(p)
-            mine[1].append(g)
-        for layer in self.layers:
-            if id(layer) in views:
-                layer.bind(*views[id(layer)])
-                layer._bound_params = views[id(layer)][0]
+        self.parameter_store = parameters.ParameterStore.allocate(self.layers, self.dtype,
+                                                                  self.seed)
         self._index_layers()
         self._share_with_submodels()
 
@@ -423,15 +342,12 @@ class Sequential:
             return
         seg = np.cumsum([0] + [len(layer.param_specs()) for layer in self.layers])
         for sub, start, stop in self._submodels:
-            lo, hi = int(self._bounds[seg[start]]), int(self._bounds[seg[stop]])
-            sub._adopt_parameters(self._params[lo:hi], self._grads[lo:hi],
-                                  self._bounds[seg[start]:seg[stop] + 1] - lo, self)
+            sub._adopt_parameters(self.parameter_store.part(seg[start], seg[stop]), self)
 
-    def _adopt_parameters(self, params, grads, bounds, outer):
-        """Use views of the enclosing model ``outer``'s buffers as this model's own."""
-        self._params, self._grads = params, grads
-        self._bounds = np.ascontiguousarray(bounds, dtype=np.int64)
-        self._grads_finite = _parallel.ChunkedCheck(self._grads)
+    def _adopt_parameters(self, store, outer):
+        """Use ``store``, views of the enclosing model ``outer``'s buffers, as this model's
+        own."""
+        self.parameter_store = store
         if not self.built:
             self.seed = outer.seed if self.seed is None else self.seed
             self._input_shape = self._known_input_shape() or (self.layers[0].input_dim,)
@@ -589,8 +505,9 @@ class Sequential:
         self.compiled = True
 
     def _finish_compile(self):
+        store = self.parameter_store
         if self._optimizer_buffer is not None and self._optimizer_buffer[0] is \
-                self.optimizer and self._optimizer_buffer[1] is not self._params:
+                self.optimizer and self._optimizer_buffer[1] is not store.params:
             self._move_optimizer()
         last = self.layers[-1]
         self.metrics = [metrics_module.get(m, self.loss, self.output_dim)
@@ -599,9 +516,9 @@ class Sequential:
         self.loss.check_output(last.output_activation())
         for layer in self.layers:
             layer.keep_logits(layer is last and self._fused)
-        self.optimizer.build(self._params, self._bounds)
-        self._optimizer_buffer = (self.optimizer, self._params)
-        self._freeze_non_trainable()
+        self.optimizer.build(store.params, store.bounds)
+        self._optimizer_buffer = (self.optimizer, store.params)
+        store.freeze([f for layer in self.layers for f in layer.spec_trainable()])
         self._version += 1
         self._train_cache.clear()
 
@@ -619,30 +536,14 @@ class Sequential:
             raise ValueError(f"the weights of model {self.name!r} moved (pop() or nesting) "
                              f"and its optimizer {old!r} cannot be copied to follow them; "
                              f"compile the model again") from None
-        new.build(self._params, self._bounds)
+        store = self.parameter_store
+        new.build(store.params, store.bounds)
         state = old.variables()
-        if old_buffer.shape != self._params.shape:
+        if old_buffer.shape != store.params.shape:
             state = {"iterations": state["iterations"]}
         new.set_variables(state)
         self.optimizer = new
-        self._optimizer_buffer = (new, self._params)
-
-    def _freeze_non_trainable(self):
-        """Find the parameters fit must not change (read at compile, as in Keras): frozen
-        layers' weights and moving statistics. Their gradients are zeroed in each backward
-        pass and their values put back after each update (so that no optimizer, weight decay
-        and old momentum included, moves them)."""
-        flags = [f for layer in self.layers for f in layer.spec_trainable()]
-        ranges = []
-        for flag, lo, hi in zip(flags, self._bounds[:-1], self._bounds[1:]):
-            if not flag and hi > lo:
-                if ranges and ranges[-1][1] == lo:
-                    ranges[-1][1] = hi
-                else:
-                    ranges.append([lo, hi])
-        self._frozen_views = [(self._params[lo:hi], np.empty(hi - lo, self.dtype))
-                              for lo, hi in ranges]
-        self._frozen_grads = [self._grads[lo:hi] for lo, hi in ranges]
+        self._optimizer_buffer = (new, store.params)
 
     def _require_built(self, what):
         if not self.built and self.layers and self._known_input_shape() is not None:
@@ -655,88 +556,26 @@ class Sequential:
         if not self.compiled:
             raise ValueError(f"{what}: call model.compile(loss=..., optimizer=...) first")
 
-    # --------------------------------------------------------------- workspaces --
-    def _train_workspace(self, n):
-        ws = self._train_cache.get(n)
-        if ws is None or ws.version != self._version:
-            larger = [w for k, w in self._train_cache.items()
-                      if k > n and w.version == self._version]
-            if larger:
-                # The last, smaller batch of an epoch: the first n rows of the full
-                # batch's buffers (row slices of C-contiguous arrays are C-contiguous).
-                ws = larger[0].rows(n)
-            else:
-                ws = _Workspace(self, n, training=True, with_loss=True)
-            self._train_cache[n] = ws
-            while len(self._train_cache) > _MAX_CACHED_SIZES:
-                self._train_cache.popitem(last=False)
-        return ws
+    # ------------------------------------------------- workspaces, forward/back --
+    # fastnn/engine.py's functions, as methods (the step itself: engine.train_step).
+    _train_workspace = engine.train_workspace
+    _inference_workspace = engine.inference_workspace
+    _forward = engine.forward
+    _loss = engine.batch_loss
+    _backward = engine.backward
+    _apply_update = engine.apply_update
 
-    def _inference_workspace(self, n, with_loss):
-        # One cache per thread: predict/evaluate may run in several threads at once.
-        cache = getattr(self._local, "cache", None)
-        if cache is None:
-            cache = self._local.cache = collections.OrderedDict()
-        key = (n, with_loss)
-        ws = cache.get(key)
-        if ws is None or ws.version != self._version:
-            ws = _Workspace(self, n, training=False, with_loss=with_loss)
-            cache[key] = ws
-            while len(cache) > _MAX_CACHED_SIZES:
-                cache.popitem(last=False)
-        return ws
+    @property
+    def _params(self):
+        return self.parameter_store.params
 
-    # ------------------------------------------------------------- forward/back --
-    def _forward(self, x, ws, training, epoch=0, step=0, row_offset=0):
-        """row_offset: the position of x's first row in its batch (a data-parallel rank's
-        share starts inside the batch). Dropout's mask entry (i, j) of a batch is keyed by
-        key + i·width + j, so starting the key at row_offset·width gives a share the very
-        masks its rows have in the whole batch (mod 2^64, as the kernel's counter)."""
-        h = x
-        keys = {}
-        if training:
-            for i, layer in self._dropout_layers:
-                seed = self.seed if layer.seed is None else layer.seed
-                keys[i] = (_rand.mix_key(seed, epoch, step, i) +
-                           row_offset * layer.units) % 2**64
-        for i, layer in enumerate(self.layers):
-            ws.inputs[i] = h
-            h = layer.forward(h, ws.bufs[i], training, keys.get(i, 0))
-        return h
+    @property
+    def _grads(self):
+        return self.parameter_store.grads
 
-    def _loss(self, ws, p, y, sw, n):
-        """Σ wᵢ lossᵢ of the batch; writes dL/d(output) (or dL/dz, fused) into ws.grad."""
-        z = self.layers[-1].logits(ws.inputs[-1], ws.bufs[-1]) if self._fused else None
-        return self.loss.compute(p, z, y, sw, ws.grad, 1.0 / n)
-
-    def _backward(self, ws):
-        """Backward pass in reverse; fills the flat gradient. Returns the penalty."""
-        g = ws.grad
-        penalty = 0.0
-        last = len(self.layers) - 1
-        for i in range(last, -1, -1):
-            layer = self.layers[i]
-            g = layer.backward(ws.inputs[i], ws.bufs[i], g, i > 0,
-                               grad_is_dz=(i == last and self._fused))
-            penalty += ws.bufs[i].penalty
-        for g in self._frozen_grads:
-            g.fill(0)
-        self._step_ws = ws
-        return penalty
-
-    def _apply_update(self):
-        """The optimizer step of fit and train_on_batch, non-trainable parameters held
-        fixed, then the step's state updates (batch normalization's moving statistics, from
-        the statistics of the batch just trained on). Returns the optimizer's count of
-        non-finite weights."""
-        for params, kept in self._frozen_views:
-            np.copyto(kept, params)
-        bad = self.optimizer.apply(self._params, self._grads)
-        for params, kept in self._frozen_views:
-            np.copyto(params, kept)
-        for i, layer in self._stateful:
-            layer.update_state(self._step_ws.bufs[i])
-        return bad
+    @property
+    def _bounds(self):
+        return self.parameter_store.bounds
 
     def _input_matrix(self, what, x):
         """x of the model's input shape, (n, *input_shape), as the (n, input_dim) matrix the
@@ -1028,14 +867,13 @@ class Sequential:
                 for step, (ws, xb, yb, swb) in enumerate(batches):
                     if cbl.wants_batch_begin:
                         cbl.on_train_batch_begin(step, {})
-                    n, batch_loss = self._train_step(ws, xb, yb, swb, counter, step, strategy)
-                    # NaN/inf check before the update, so the weights stay finite: the loss
-                    # (free) and the gradients (one vectorized pass over the flat buffer).
-                    if not (batch_loss - batch_loss == 0 and self._grads_finite()):
+                    n, batch_loss, status = self._train_step(ws, xb, yb, swb, counter, step,
+                                                             strategy)
+                    if status == "non-finite":
                         bad_loss = batch_loss if batch_loss - batch_loss != 0 else float("nan")
                         self._non_finite(epoch, step, ws, batch_loss, cbl, on_nan)
                         break
-                    if self._apply_update():
+                    if status == "overflow":
                         self._overflow(epoch, step, on_nan, cbl)
                     loss_sum += batch_loss * n
                     seen += n
@@ -1089,29 +927,20 @@ class Sequential:
         return history
 
     def _train_step(self, ws, x, y, sw, epoch, step, strategy=None):
-        """fit's work on one batch (x, y, sw in the workspace ws): forward, loss, the
-        metrics' update, backward. Leaves the gradient of the batch's mean loss in the flat
-        gradient; returns (the batch's rows, its loss with the penalty). With a
-        data-parallel strategy the batch is this rank's share of the global one (ws is
-        None when the share is empty), and the strategy sums the ranks' parts into the
-        gradient, the loss and the metrics: what comes back is the global batch's."""
+        """fit's step on one batch (x, y, sw in the workspace ws): engine.train_step with
+        the model's metrics. Returns (the batch's rows, its loss with the penalty, the
+        step's status). With a data-parallel strategy the batch is this rank's share of
+        the global one (ws is None when the share is empty), and the strategy sums the
+        ranks' parts into the gradient, the loss and the metrics: what comes back is the
+        global batch's."""
         if strategy is None:
-            n, lo, metrics = x.shape[0], 0, self.metrics
-        else:
-            (n, lo), metrics = strategy._batch_rows(step), strategy._step_metrics()
-        loss = penalty = 0.0
-        if ws is not None:
-            p = self._forward(x, ws, True, epoch, step, lo)
-            # Scaled by the global batch's n: the ranks' gradients sum to its mean.
-            loss = self._loss(ws, p, y, sw, n)
-            for metric in metrics:
-                metric.update_batch(p, y)
-            penalty = self._backward(ws)
-        else:
-            self._grads.fill(0)     # a rank past the end of a batch smaller than the ranks
-        if strategy is not None:
-            loss, penalty = strategy._reduce_step(self, loss, penalty)
-        return n, loss / n + penalty
+            data, penalty, status = engine.train_step(self, ws, x, y, sw, epoch, step,
+                                                      metrics=self.metrics)
+            return x.shape[0], data + penalty, status
+        (n, lo), metrics = strategy._batch_rows(step), strategy._step_metrics()
+        data, penalty, status = engine.train_step(self, ws, x, y, sw, epoch, step, n, lo,
+                                                  metrics, strategy._reduce_step)
+        return n, data + penalty, status
 
     def _non_finite(self, epoch, step, ws, loss, cbl, on_nan):
         """A batch produced NaN/inf: the update is skipped, so the weights are the last
@@ -1294,20 +1123,21 @@ class Sequential:
         return self.predict(x)
 
     # ------------------------------------------------------------ single batch --
-    def _batch_pass(self, what, x, y, sample_weight, class_weight):
+    def _batch_pass(self, what, x, y, sample_weight, class_weight, update=False):
+        """engine.train_step on one batch given by the caller (train_on_batch, gradients,
+        utils.check_gradients). Returns (the loss with the penalty, the metrics' values on
+        the batch, the step's status)."""
         if x is None or y is None:
             raise ValueError(f"{what}: x and y are required")
         x, y, sw = self._prepare(what, x, y, sample_weight, class_weight)
-        n = x.shape[0]
-        ws = self._train_workspace(n)
-        # Dropout masks for single batches: from the step counter, in a stream of their own.
-        p = self._forward(x, ws, True, 2**62, self.optimizer.iterations)
-        loss = self._loss(ws, p, y, sw, n)
+        ws = self._train_workspace(x.shape[0])
         for metric in self.metrics:      # the batch's own values
             metric.reset_state()
-            metric.update_batch(p, y)
-        penalty = self._backward(ws)
-        return loss / n + penalty, [metric.result() for metric in self.metrics]
+        # Dropout masks for single batches: from the step counter, in a stream of their own.
+        data, penalty, status = engine.train_step(self, ws, x, y, sw, 2**62,
+                                                  self.optimizer.iterations,
+                                                  metrics=self.metrics, update=update)
+        return data + penalty, [metric.result() for metric in self.metrics], status
 
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One gradient step on (x, y). Returns the batch loss (before the step, penalty
@@ -1318,13 +1148,13 @@ class Sequential:
             raise RuntimeError("train_on_batch: this model is being trained in another "
                                "thread")
         try:
-            loss, values = self._batch_pass("train_on_batch", x, y, sample_weight,
-                                            class_weight)
-            if not (loss - loss == 0 and self._grads_finite()):
+            loss, values, status = self._batch_pass("train_on_batch", x, y, sample_weight,
+                                                    class_weight, update=True)
+            if status == "non-finite":
                 raise FloatingPointError(f"train_on_batch: non-finite loss or gradients "
                                          f"(loss {loss}); the update was skipped, the "
                                          f"weights are unchanged")
-            if self._apply_update():
+            if status == "overflow":
                 raise FloatingPointError("train_on_batch: the update overflowed; some "
                                          "weights are now infinite (lower the learning "
                                          "rate and restore the weights)")
@@ -1414,24 +1244,3 @@ class Sequential:
         from fastnn.export import onnx as onnx_export
         onnx_export.export_model(self, filepath, verbose, input_signature, **kwargs)
 
-    # ------------------------------------------------------------- engine hooks --
-    # For drivers that bring their own batches (fastnn.sklearn: scikit-learn's batching,
-    # sparse rows, L-BFGS): the same pieces fit's loop runs, one call each.
-    def _batch_gradients(self, x, ws, y, sw, epoch=0, step=0):
-        """Forward (training mode), loss and backward on one batch: x (n, features), y
-        and sw (n,) or empty, all C-contiguous of the model's dtype and already checked
-        (x may be ws.x); ws a workspace from _train_workspace(n). Fills the flat
-        gradient and returns (Σ swᵢ lossᵢ / n, regularization penalty). epoch and step
-        key the dropout masks."""
-        n = x.shape[0]
-        p = self._forward(x, ws, True, epoch, step)
-        loss = self._loss(ws, p, y, sw, n)
-        return loss / n, self._backward(ws)
-
-    def _apply_gradients(self, loss):
-        """The optimizer update from the flat gradient, unless the batch's loss or the
-        gradients are not finite. Returns 'ok', 'non-finite' (nothing was updated) or
-        'overflow' (the update made some weights infinite)."""
-        if not (loss - loss == 0 and self._grads_finite()):
-            return "non-finite"
-        return "overflow" if self._apply_update() else "ok"

@@ -90,7 +90,7 @@ def _description(model, kind):
             "built": model.built,
             "layers": [{"class": type(layer).__name__, "config": layer.get_config()}
                        for layer in model.layers],
-            "parameters": int(model._params.shape[0]) if model.built else 0,
+            "parameters": model.parameter_store.size if model.built else 0,
             "compile": None, "optimizer": None}
 
 
@@ -112,7 +112,7 @@ def describe(model, strict=True):
     save_model writes exactly this, and build_model(doc, arrays, objects) rebuilds it.
     """
     doc = _description(model, "model")
-    arrays = {"parameters": model._params} if model.built else {}
+    arrays = {"parameters": model.parameter_store.params} if model.built else {}
     objects = {}
     if model.compiled:
         opt = model.optimizer
@@ -161,7 +161,7 @@ def save_weights(model, path):
     """Only the weights (with the architecture, to check them against on loading)."""
     doc = _describe(model, "weights")
     _write_zip(path, {"fastnn.json": json.dumps(doc, indent=1).encode(),
-                      "parameters.npy": _npy_bytes(model._params)})
+                      "parameters.npy": _npy_bytes(model.parameter_store.params)})
 
 
 # ---------------------------------------------------------------------------- reading --
@@ -507,11 +507,11 @@ def load_model(path, compile=True):
         dtype, _, _, count = _architecture(doc, path)
         _check_arrays(z, doc, dtype, count, compile, path)      # before anything is built
         model = _build(doc, path)
-        model._params[:] = _read_npy(z, "parameters.npy", model.dtype,
-                                     model._params.shape[0], path)
+        store = model.parameter_store
+        store.params[:] = _read_npy(z, "parameters.npy", model.dtype, store.size, path)
         if compile:
             _restore_compile(model, doc, lambda k: _read_npy(
-                z, f"optimizer/{k}.npy", model.dtype, model._params.shape[0], path), path)
+                z, f"optimizer/{k}.npy", model.dtype, store.size, path), path)
     return model
 
 
@@ -592,8 +592,8 @@ def build_model(doc, arrays, objects=None, path="<in-memory model>"):
     from fastnn.models import Sequential
     if doc.get("built", True):
         model = _build(doc, path)
-        model._params[:] = _checked_array(arrays, "parameters", model.dtype,
-                                          model._params.shape[0], path)
+        store = model.parameter_store
+        store.params[:] = _checked_array(arrays, "parameters", model.dtype, store.size, path)
     else:
         dtype = _field(doc, "dtype", str, path)
         layers = [L.from_config(e["class"], e["config"]) for e in
@@ -606,7 +606,7 @@ def build_model(doc, arrays, objects=None, path="<in-memory model>"):
     if isinstance(doc.get("name"), str):
         model.name = doc["name"]
     if doc.get("compile") is not None:
-        count = model._params.shape[0] if model.built else 0
+        count = model.parameter_store.size if model.built else 0
         _restore_compile(model, doc, lambda k: _checked_array(
             arrays, f"optimizer/{k}", model.dtype, count, path), path, objects)
     return model
@@ -630,10 +630,11 @@ def load_weights(model, path):
         other = [(e["class"], e["config"].get("units")) for e in layer_docs]
         mine = [(type(layer).__name__, layer.get_config().get("units"))
                 for layer in model.layers]
-        if other != mine or input_dim != model.input_dim or count != model._params.shape[0]:
+        size = model.parameter_store.size
+        if other != mine or input_dim != model.input_dim or count != size:
             raise ModelFileError(f"load_weights: {path} holds weights for a different "
                                  f"architecture ({other!r:.300}, input {input_dim}, {count} "
                                  f"parameters) than this model ({mine}, input "
-                                 f"{model.input_dim}, {model._params.shape[0]} parameters)")
+                                 f"{model.input_dim}, {size} parameters)")
         data = _read_npy(z, "parameters.npy", dtype, count, path)
-    model._params[:] = data
+    model.parameter_store.params[:] = data

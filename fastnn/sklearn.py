@@ -48,7 +48,7 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from fastnn import layers as L
-from fastnn import losses, optimizers, regularizers
+from fastnn import engine, losses, optimizers, regularizers
 from fastnn._core import ops as _ops
 from fastnn._core import optim as _optim
 from fastnn._core import poisson as _poisson
@@ -265,7 +265,7 @@ class _BaseMLP(BaseEstimator):
         self.model_ = model
         self._compile(optimizers.SGD(0.0))       # (the loss; the solver's comes in fit)
         self.__dict__.pop("_optimizer_name", None)
-        self._best_params = model._params.copy()
+        self._best_params = model.parameter_store.params.copy()
         if self.solver in _STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
             self._no_improvement_count = 0
@@ -331,7 +331,7 @@ class _BaseMLP(BaseEstimator):
             self._fit_stochastic(X, y, sample_weight, incremental)
         else:
             self._fit_lbfgs(X, y, sample_weight)
-        if not np.isfinite(self.model_._params).all():
+        if not np.isfinite(self.model_.parameter_store.params).all():
             raise ValueError(_NON_FINITE)
         return self
 
@@ -354,14 +354,14 @@ class _BaseMLP(BaseEstimator):
         rows = [np.arange(a, b, dtype=np.int64) for a, b in chunks] \
             if scipy.sparse.issparse(X) else None
         regs = [layer.kernel_regularizer for layer in self._dense_layers()]
-        grad = np.empty(model._params.shape[0], np.float64)
+        grad = np.empty(model.parameter_store.params.shape[0], np.float64)
         no_weights = np.empty(0, model.dtype)
 
         def loss_and_gradient(params):
-            np.copyto(model._params, params, casting="unsafe")
+            np.copyto(model.parameter_store.params, params, casting="unsafe")
             loss = 0.0
             for k, (a, b) in enumerate(chunks):
-                ws = model._train_workspace(b - a)
+                ws = engine.train_workspace(model, b - a)
                 if rows is None:
                     xc = X[a:b]
                 else:
@@ -377,23 +377,24 @@ class _BaseMLP(BaseEstimator):
                     swc = no_weights
                 for reg in regs:       # the penalty once, in the first chunk
                     reg.l2 = 0.5 * self.alpha / total if k == 0 else 0.0
-                data, penalty = model._batch_gradients(xc, ws, y[a:b], swc, 0, k)
+                data, penalty, _ = engine.train_step(model, ws, xc, y[a:b], swc, 0, k,
+                                                     update=False)
                 loss += data / divisor + penalty
                 if k == 0:
-                    np.copyto(grad, model._grads)
+                    np.copyto(grad, model.parameter_store.grads)
                 else:
-                    np.add(grad, model._grads, out=grad)
+                    np.add(grad, model.parameter_store.grads, out=grad)
             return loss, grad.copy()      # (scipy keeps the previous gradient)
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
         options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
                    **_get_additional_lbfgs_options_dict("iprint", iprint)}
-        x0 = model._params.astype(np.float64)
+        x0 = model.parameter_store.params.astype(np.float64)
         opt_res = scipy.optimize.minimize(loss_and_gradient, x0, method="L-BFGS-B",
                                           jac=True, options=options)
         self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
         self.loss_ = opt_res.fun
-        np.copyto(model._params, opt_res.x, casting="unsafe")
+        np.copyto(model.parameter_store.params, opt_res.x, casting="unsafe")
 
     def _fit_stochastic(self, X, y, sample_weight, incremental):
         if not incremental or not hasattr(self, "_optimizer_name") or \
@@ -471,7 +472,7 @@ class _BaseMLP(BaseEstimator):
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
         if early_stopping:
-            np.copyto(self.model_._params, self._best_params)
+            np.copyto(self.model_.parameter_store.params, self._best_params)
 
     def _epoch(self, X, y, sample_weight, order, batch_size):
         """One pass over the batches of order; returns Σ batch loss · batch size.
@@ -490,7 +491,7 @@ class _BaseMLP(BaseEstimator):
         for step, batch in enumerate(gen_batches(order.shape[0], batch_size)):
             idx = order[batch]
             n = idx.shape[0]
-            ws = model._train_workspace(n)
+            ws = engine.train_workspace(model, n)
             _gather_rows(X, idx, ws.x)
             _ops.gather_rows(y, idx, ws.y)
             if sample_weight is None:
@@ -509,8 +510,8 @@ class _BaseMLP(BaseEstimator):
                 sw = ws.sw
             for reg in regs:
                 reg.l2 = 0.5 * self.alpha / sw_sum
-            data, penalty = model._batch_gradients(ws.x, ws, ws.y, sw, epoch, step)
-            if model._apply_gradients(data + penalty) != "ok":
+            data, penalty, status = engine.train_step(model, ws, ws.x, ws.y, sw, epoch, step)
+            if status != "ok":
                 raise ValueError(_NON_FINITE)
             accumulated += (data / divisor + penalty) * n
         model.epochs_trained += 1
@@ -529,7 +530,7 @@ class _BaseMLP(BaseEstimator):
                 self._no_improvement_count = 0
             if last_valid_score > self.best_validation_score_:
                 self.best_validation_score_ = last_valid_score
-                np.copyto(self._best_params, self.model_._params)
+                np.copyto(self._best_params, self.model_.parameter_store.params)
         else:
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1

@@ -1,0 +1,196 @@
+"""The training machinery: the per-batch-size workspaces and THE step.
+
+One training step, as in the lecture:
+  gather the minibatch -> forward (each layer keeps what its backward needs) ->
+  loss and dL/d(output) in one kernel -> backward in reverse (dW, db, dx, regularization
+  in the same pass) -> finiteness check -> one fused optimizer update of all parameters.
+``train_step`` is that step (the gather is the data adapter's, into the workspace); fit,
+train_on_batch, gradients (and so utils.check_gradients), fastnn.sklearn and the
+data-parallel strategy all call it. Every arrow is a handful of calls into fastnn/_core,
+each doing real work with the GIL released. The arrays a step touches (batch,
+activations, gradients) are made once per batch size and reused.
+
+The functions take the model (a built, compiled ``Sequential``) as their first argument
+and use its layers, loss, optimizer and ``parameter_store``; this module never imports
+fastnn.models (the model imports it).
+"""
+import collections
+
+import numpy as np
+
+from fastnn._core import random as _rand
+
+_MAX_CACHED_SIZES = 4   # batch sizes whose buffers are kept (a fit needs at most 2)
+
+
+class Workspace:
+    """The buffers for one batch size n: each layer's, plus the gathered minibatch (x, y,
+    sample weights) and the loss gradient when a loss is computed."""
+
+    def __init__(self, model, n, training, with_loss):
+        dt = model.dtype
+        self.n = n
+        self.version = model._version
+        self.bufs = [layer.make_buffers(n, dt, training, need_grad_x=i > 0)
+                     for i, layer in enumerate(model.layers)]
+        self.inputs = [None] * len(model.layers)
+        if training:
+            self.x = np.empty((n, model.input_dim), dt)
+            self.sw = np.empty(n, dt)
+            if model.loss.target == "sparse":
+                self.y = np.empty(n, np.int64)
+            else:
+                self.y = np.empty((n, model.output_dim), dt)
+        if with_loss:
+            self.grad = np.empty((n, model.output_dim), dt)
+
+    def rows(self, n):
+        """A workspace for a batch of n < self.n rows made of views of this one."""
+        view = object.__new__(Workspace)
+        view.__dict__.update({k: _first_rows(v, self.n, n) for k, v in vars(self).items()})
+        view.n = n
+        view.inputs = [None] * len(self.inputs)
+        view.bufs = []
+        for buf in self.bufs:
+            copy = object.__new__(type(buf))
+            copy.__dict__.update({k: _first_rows(v, self.n, n) for k, v in vars(buf).items()})
+            view.bufs.append(copy)
+        return view
+
+
+def _first_rows(value, full, n):
+    """value[:n] for batch-sized arrays (first dimension == full), value otherwise."""
+    if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == full:
+        return value[:n]
+    return value
+
+
+def train_workspace(model, n):
+    """The training workspace for batches of n rows (cached per batch size)."""
+    ws = model._train_cache.get(n)
+    if ws is None or ws.version != model._version:
+        larger = [w for k, w in model._train_cache.items()
+                  if k > n and w.version == model._version]
+        if larger:
+            # The last, smaller batch of an epoch: the first n rows of the full
+            # batch's buffers (row slices of C-contiguous arrays are C-contiguous).
+            ws = larger[0].rows(n)
+        else:
+            ws = Workspace(model, n, training=True, with_loss=True)
+        model._train_cache[n] = ws
+        while len(model._train_cache) > _MAX_CACHED_SIZES:
+            model._train_cache.popitem(last=False)
+    return ws
+
+
+def inference_workspace(model, n, with_loss):
+    """This thread's inference workspace for batches of n rows (with the loss
+    gradient's buffer when with_loss: evaluate)."""
+    # One cache per thread: predict/evaluate may run in several threads at once.
+    cache = getattr(model._local, "cache", None)
+    if cache is None:
+        cache = model._local.cache = collections.OrderedDict()
+    key = (n, with_loss)
+    ws = cache.get(key)
+    if ws is None or ws.version != model._version:
+        ws = Workspace(model, n, training=False, with_loss=with_loss)
+        cache[key] = ws
+        while len(cache) > _MAX_CACHED_SIZES:
+            cache.popitem(last=False)
+    return ws
+
+
+def forward(model, x, ws, training, epoch=0, step=0, row_offset=0):
+    """The network's output for x (n, input_dim), each layer's buffers in ws.
+    epoch and step key the dropout masks (training mode). row_offset: the position of x's first row in its batch (a data-parallel rank's
+    share starts inside the batch). Dropout's mask entry (i, j) of a batch is keyed by
+    key + i·width + j, so starting the key at row_offset·width gives a share the very
+    masks its rows have in the whole batch (mod 2^64, as the kernel's counter)."""
+    h = x
+    keys = {}
+    if training:
+        for i, layer in model._dropout_layers:
+            seed = model.seed if layer.seed is None else layer.seed
+            keys[i] = (_rand.mix_key(seed, epoch, step, i) +
+                       row_offset * layer.units) % 2**64
+    for i, layer in enumerate(model.layers):
+        ws.inputs[i] = h
+        h = layer.forward(h, ws.bufs[i], training, keys.get(i, 0))
+    return h
+
+
+def batch_loss(model, ws, p, y, sw, n):
+    """Σ wᵢ lossᵢ of the batch; writes dL/d(output) (or dL/dz, fused) into ws.grad."""
+    z = model.layers[-1].logits(ws.inputs[-1], ws.bufs[-1]) if model._fused else None
+    return model.loss.compute(p, z, y, sw, ws.grad, 1.0 / n)
+
+
+def backward(model, ws):
+    """Backward pass in reverse; fills the flat gradient. Returns the penalty."""
+    g = ws.grad
+    penalty = 0.0
+    last = len(model.layers) - 1
+    for i in range(last, -1, -1):
+        layer = model.layers[i]
+        g = layer.backward(ws.inputs[i], ws.bufs[i], g, i > 0,
+                           grad_is_dz=(i == last and model._fused))
+        penalty += ws.bufs[i].penalty
+    model.parameter_store.zero_frozen_gradients()
+    model._step_ws = ws
+    return penalty
+
+
+def apply_update(model):
+    """The optimizer step of fit and train_on_batch, non-trainable parameters held
+    fixed, then the step's state updates (batch normalization's moving statistics, from
+    the statistics of the batch just trained on). Returns the optimizer's count of
+    non-finite weights."""
+    bad = model.parameter_store.apply(model.optimizer)
+    for i, layer in model._stateful:
+        layer.update_state(model._step_ws.bufs[i])
+    return bad
+
+
+
+def train_step(model, ws, x, y, sw, epoch, step, n=None, row_offset=0, metrics=(),
+               reduce=None, update=True):
+    """THE training step on one batch: forward (training mode) -> loss -> the metrics'
+    update -> backward (+ regularization) -> [reduce] -> finiteness -> optimizer update.
+
+    x (rows, input_dim), y and sw (rows,) or empty: C-contiguous, of the model's dtype,
+    already checked (x is usually ws.x, gathered by the data adapter); ws from
+    train_workspace(rows), or None for a data-parallel rank with no rows of this batch
+    (its gradient is zero). epoch and step key the dropout masks. n: the rows the loss
+    is the mean over (default: x's; a data-parallel rank's share is scaled by the global
+    batch's, so that the ranks' gradients sum to its mean). row_offset: the position of
+    x's first row in the batch (see forward). metrics: updated with the batch's outputs.
+    reduce(model, loss_sum, penalty) -> (loss_sum, penalty): a data-parallel strategy's
+    sum over the ranks, after the backward pass (in place on the flat gradient).
+    update=False stops after the gradient (gradients(), scikit-learn's L-BFGS).
+
+    Returns (Σ swᵢ lossᵢ / n, the regularization penalty, status); status is None with
+    update=False, else 'ok', 'non-finite' (the loss or a gradient is NaN/inf: nothing was
+    updated) or 'overflow' (finite gradients, but the update made weights infinite).
+    """
+    if n is None:
+        n = x.shape[0]
+    loss_sum = penalty = 0.0
+    if ws is not None:
+        p = forward(model, x, ws, True, epoch, step, row_offset)
+        loss_sum = batch_loss(model, ws, p, y, sw, n)
+        for metric in metrics:
+            metric.update_batch(p, y)
+        penalty = backward(model, ws)
+    else:
+        model.parameter_store.grads.fill(0)
+    if reduce is not None:
+        loss_sum, penalty = reduce(model, loss_sum, penalty)
+    data = loss_sum / n
+    if not update:
+        return data, penalty, None
+    # NaN/inf check before the update, so the weights stay finite: the loss (free) and
+    # the gradients (one vectorized pass over the flat buffer).
+    total = data + penalty
+    if not (total - total == 0 and model.parameter_store.grads_finite()):
+        return data, penalty, "non-finite"
+    return data, penalty, "overflow" if apply_update(model) else "ok"
