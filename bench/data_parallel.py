@@ -60,7 +60,7 @@ def worker(args):
                         distribute=strategy)
     result = {"size": strategy.size,
               "samples_per_second": statistics.median(
-                  history.history["samples_per_second"]),
+                  history.samples_per_second),
               "threads": fn.get_num_threads()}
     if strategy.size > 1:
         result["allreduce_ms_per_step"] = \

@@ -55,7 +55,7 @@ class FastnnMLP:
         n = steps * batch
         if self.mode == "fit":
             hist = self.model.fit(x[:n], y[:n], batch_size=batch, epochs=1, verbose=0)
-            return n / hist.history["samples_per_second"][-1]
+            return n / hist.samples_per_second[-1]
         model = self.model
         start = time.perf_counter()
         for s in range(steps):

@@ -68,7 +68,7 @@ def one_epoch(name, impl, x, y, batch):
     reset before it: {samples_per_second, subnormal_share}."""
     if name == "fastnn":
         sps = impl.model.fit(x, y, batch_size=batch, epochs=1, verbose=0) \
-            .history["samples_per_second"][-1]
+            .samples_per_second[-1]
     else:
         steps = x.shape[0] // batch
         sps = steps * batch / impl.train_steps(x, y, batch, steps)

@@ -139,7 +139,7 @@ def profile(net, dtype, batch, seconds=1.0):
         impl.reset()
         n = min(chunk, rows // batch) * batch
         sps = model.fit(x[:n], y[:n], batch_size=batch, epochs=1,
-                        verbose=0).history["samples_per_second"][-1]
+                        verbose=0).samples_per_second[-1]
         fit_us.append(batch / sps * 1e6)
     steps = 3 * chunk
     gemm = _gemm_times(net, dtype, batch, min(steps, 2000))

@@ -78,28 +78,38 @@ class CallbackList:
 
 
 class History(Callback):
-    """``history.history``: {'loss': [...], 'val_loss': [...], metric: [...]} per epoch;
-    ``history.epoch``: the epoch numbers. Returned by ``fit``."""
+    """``history.history``: {'loss': [...], 'val_loss': [...], metric: [...]} per epoch,
+    Keras's keys only (so pd.DataFrame(history.history).plot() shows the curves);
+    ``history.epoch``: the epoch numbers; ``history.samples_per_second``: each epoch's
+    training throughput (fastnn's addition, kept out of ``history``). Returned by ``fit``."""
 
     def __init__(self):
         super().__init__()
         self.history = {}
         self.epoch = []
+        self.samples_per_second = []
 
     def on_train_begin(self, logs=None):
         self.epoch = []
         self.history = {}
+        self.samples_per_second = []
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
+        self.samples_per_second.append(_epoch_rate(self.model))
         for k, value in (logs or {}).items():
             self.history.setdefault(k, []).append(value)
+
+
+def _epoch_rate(model):
+    """The training samples per second of the epoch ``model.fit`` just ended."""
+    return getattr(model, "_epoch_samples_per_second", 0.0)
 
 
 def _format_logs(logs):
     parts = []
     for k, value in logs.items():
-        if k in ("samples_per_second", "time") or k.startswith("grad_") or \
+        if k == "time" or k.startswith("grad_") or \
                 k.startswith("update_ratio"):
             continue
         if isinstance(value, float):
@@ -180,7 +190,7 @@ class ProgbarLogger(Callback):
         logs = logs or {}
         elapsed = time.perf_counter() - self.start
         steps = self.params["steps"] or self.done
-        rate = logs.get("samples_per_second", 0.0)
+        rate = _epoch_rate(self.model)
         body = f"{self.done}/{steps} - {_format_time(elapsed)} - {_format_logs(logs)}" \
                f" - {rate:,.0f} samples/s"
         if self.live:

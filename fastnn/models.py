@@ -714,7 +714,8 @@ class Sequential:
 
         verbose: 0 silent, 1 progress bar (one line per epoch when not on a terminal),
         2 one line per epoch; 'auto' is 1. Returns a History whose .history has 'loss',
-        each metric, and their 'val_' versions per epoch, plus 'samples_per_second'.
+        each metric, and their 'val_' versions per epoch (as Keras's), and whose
+        .samples_per_second lists each epoch's training throughput.
 
         distribute: a fastnn.distributed.DataParallel, in a script started by
         ``mpiexec -n K``: every rank passes the same data (arrays or memory maps);
@@ -911,7 +912,11 @@ class Sequential:
                     for metric, value in zip(self.metrics, values[1:]):
                         logs["val_" + metric.name] = value
                     cbl.on_test_end({k: v for k, v in logs.items() if k.startswith("val_")})
-                logs["samples_per_second"] = seen / elapsed if elapsed > 0 else float("inf")
+                # Throughput is not a log (Keras's logs hold only the loss, the metrics
+                # and val_*, which CSVLogger and pd.DataFrame(history.history) take
+                # whole): History and the progress bar read it from here.
+                self._epoch_samples_per_second = seen / elapsed if elapsed > 0 else \
+                    float("inf")
                 cbl.on_epoch_end(epoch, logs)
                 if strategy is not None:
                     strategy._after_epoch(self, epoch)

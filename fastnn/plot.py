@@ -32,7 +32,7 @@ def history(history, path):
     h = _history_dict(history)
     plt = _pyplot()
     names = [k for k in h if not k.startswith("val_") and k not in
-             ("samples_per_second", "grad_norm", "update_ratio", "learning_rate")
+             ("grad_norm", "update_ratio", "learning_rate")
              and np.isscalar(h[k][0])]
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):

@@ -126,3 +126,20 @@ def test_add_a_model_to_a_built_model():
     model.add(head)
     assert model.built and model.count_params() == 36 + 10
     np.testing.assert_allclose(model.predict(np.ones((1, 8)))[0].shape, (2,))
+
+
+# ------------------------------------------------------------------------- History --
+
+def test_history_holds_only_keras_keys_and_throughput_apart(tmp_path):
+    rng = np.random.default_rng(1)
+    model = fn.Sequential([fn.Input((4,)), L.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    csv = tmp_path / "log.csv"
+    history = model.fit(rng.random((40, 4)), rng.integers(0, 3, 40), epochs=2, verbose=0,
+                        validation_split=0.25, callbacks=[fn.callbacks.CSVLogger(str(csv))])
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(history.samples_per_second) == 2
+    assert all(rate > 0 for rate in history.samples_per_second)
+    assert csv.read_text().splitlines()[0].split(",") == \
+        ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]

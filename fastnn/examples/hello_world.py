@@ -126,7 +126,7 @@ def main(argv=None):
                         validation_split=args.validation_split, verbose=args.verbose)
     train_time = time.perf_counter() - start
     loss, acc = model.evaluate(xte, yte_fit, batch_size=1024)
-    rates = history.history.get("samples_per_second", [0])
+    rates = history.samples_per_second or [0]
     print(f"test accuracy: {acc:.4f}  test loss: {loss:.4f}")
     print(f"wall time: {train_time:.1f} s training ({args.epochs} epochs), "
           f"{float(np.median(rates)):,.0f} training samples/s (median over epochs)")

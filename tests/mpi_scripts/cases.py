@@ -45,8 +45,7 @@ def _classifier(dtype="float64", lr=0.02):
 
 def _result(model, history):
     return {"weights": model.get_weights(),
-            "history": {k: list(v) for k, v in history.history.items()
-                        if k != "samples_per_second"},
+            "history": {k: list(v) for k, v in history.history.items()},
             "epochs": list(history.epoch),
             "iterations": model.optimizer.iterations,
             "slots": {k: np.array(a) for k, a in model.optimizer.variables().items()
@@ -137,8 +136,7 @@ def nan_stop(distribute=None, rank=0, workdir="."):
         error = str(e)
     return {"error": error, "weights": model.get_weights(),
             "iterations": model.optimizer.iterations,
-            "history": {k: list(v) for k, v in model.history.history.items()
-                        if k != "samples_per_second"}}
+            "history": {k: list(v) for k, v in model.history.history.items()}}
 
 
 def chief_writes(distribute=None, rank=0, workdir="."):
