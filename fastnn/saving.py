@@ -81,6 +81,19 @@ def _describe(model, kind):
     return _description(model, kind)
 
 
+# The model classes files are built as, by name (Keras's register_keras_serializable
+# table): fastnn.models registers Sequential when it is imported, so saving never imports
+# models (models imports saving to write).
+MODEL_CLASSES = {}
+
+
+def register_model_class(cls):
+    """Let load_model and unpickling build models of class ``cls`` (by its __name__).
+    Returns cls, so it can decorate a class."""
+    MODEL_CLASSES[cls.__name__] = cls
+    return cls
+
+
 def _description(model, kind):
     """The fastnn.json document of a model, built or not (an unbuilt model has no
     parameters and possibly no input_dim; only pickling describes those)."""
@@ -335,7 +348,6 @@ def _architecture(doc, path):
 
 def _build(doc, path):
     from fastnn import layers as L
-    from fastnn.models import Sequential
     dtype, input_dim, layer_docs, _ = _architecture(doc, path)
     layers = []
     for i, entry in enumerate(layer_docs):
@@ -346,7 +358,7 @@ def _build(doc, path):
         except (TypeError, ValueError) as e:
             raise ModelFileError(f"{path}: fastnn.json: layer {i} ({entry['class']}): "
                                  f"invalid configuration: {e}") from None
-    model = Sequential(layers, dtype=dtype)
+    model = MODEL_CLASSES["Sequential"](layers, dtype=dtype)
     model.seed = _field(doc, "seed", int, path)
     if not 0 <= model.seed < 2**63:
         raise ModelFileError(f"{path}: fastnn.json: seed {model.seed} is out of range "
@@ -589,7 +601,6 @@ def build_model(doc, arrays, objects=None, path="<in-memory model>"):
     """The model describe() described: the same checks and steps as load_model, from
     memory (pickling uses it). doc and arrays are not modified; arrays are copied."""
     from fastnn import layers as L
-    from fastnn.models import Sequential
     if doc.get("built", True):
         model = _build(doc, path)
         store = model.parameter_store
@@ -600,7 +611,7 @@ def build_model(doc, arrays, objects=None, path="<in-memory model>"):
                   _field(doc, "layers", list, path)]
         if doc.get("input_shape") is not None:
             layers.insert(0, L.InputLayer(shape=tuple(doc["input_shape"])))
-        model = Sequential(layers, dtype=dtype)
+        model = MODEL_CLASSES["Sequential"](layers, dtype=dtype)
         model.seed = doc.get("seed")
         model.epochs_trained = _counter(doc, "epochs_trained", path)
     if isinstance(doc.get("name"), str):
