@@ -62,6 +62,9 @@ def parse_args(argv=None):
                                              "none runs only --long/--profile")
     p.add_argument("--load-batches", type=ints,
                    help="batch sizes of the load case (32,128,512)")
+    p.add_argument("--load-net", choices=("big", "small", "deep"),
+                   help="network of the load case (big: 784-512-512-10; small and deep "
+                        "show the many small products of small networks)")
     p.add_argument("--nets", type=lst,
                    help="training networks: big (784-512-512-10), small (784-128-10), "
                         "deep (784-8x256-10 sigmoid); predict uses the same unless --quick")
@@ -133,6 +136,8 @@ def make_plan(args):
         plan.load_impls = [(i, t) for i, t in plan.load_impls if i in args.impls]
     if args.load_batches:
         plan.load_batches = args.load_batches
+    if args.load_net:
+        plan.load_net = args.load_net
     if args.rounds:
         plan.rounds = args.rounds
     if args.seconds:

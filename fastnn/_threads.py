@@ -1,22 +1,20 @@
-"""Thread control: the one place that decides how many threads fastnn's BLAS uses.
+"""Thread control: the one place that decides how many threads fastnn uses.
 
-fastnn's own kernels are single-threaded loops with the GIL released; the parallelism is
-inside BLAS (scipy's OpenBLAS, which `scipy.linalg.cython_blas` calls), plus the
-optimizer update and finiteness check split over threads (below). One knob serves both:
-`set_num_threads(n)` sets BLAS's thread count through threadpoolctl and the number of
-chunks of that split. The default,
-applied the first time a model is built, is this process's share of the CPUs
-(`default_threads`): the CPUs it may really use (the affinity mask and a cgroup (container)
-CPU quota, not just the host's core count), divided among the MPI ranks of a data-parallel
-job on this node, and never more than an explicit OPENBLAS_NUM_THREADS / OMP_NUM_THREADS
-or, inside a Dask worker, the worker's thread count (Dask's nanny also sets
-OPENBLAS_NUM_THREADS=1 in its workers). So neither a container, nor K ranks on one node,
-nor a node full of Dask workers is oversubscribed.
-
-The other parallel part is fastnn's optimizer update (and the finiteness check), split in
-chunks over the same number of threads (fastnn/_parallel.py): Python threads that block,
-never spin. So that BLAS's idle threads do not spin against them either, fastnn sets
-OPENBLAS_THREAD_TIMEOUT=4 at import unless it is already set (see fastnn/__init__.py).
+`set_num_threads(n)` sets it. The parallel parts are fastnn's own: the large matrix
+products, cut into blocks of output columns (or rows) that n threads take from a shared
+counter (fastnn/_core/workpool.h), and the optimizer update (and finiteness check), split
+in chunks over the same n threads (fastnn/_parallel.py). BLAS itself is set to one thread
+(through threadpoolctl, which covers NumPy's and SciPy's OpenBLAS): its static split waits
+on every call for a thread the scheduler has descheduled, so beside one busy process a
+step with 2 OpenBLAS threads ran 3-100x slower than with 1 on a 2-core machine; with blocks
+taken from a counter a late thread takes none and costs nothing. The default, applied the
+first time a model is built, is this process's share of the CPUs (`default_threads`): the
+CPUs it may really use (the affinity mask and a cgroup (container) CPU quota, not just the
+host's core count), divided among the MPI ranks of a data-parallel job on this node, and
+never more than an explicit OPENBLAS_NUM_THREADS / OMP_NUM_THREADS or, inside a Dask
+worker, the worker's thread count (Dask's nanny also sets OPENBLAS_NUM_THREADS=1 in its
+workers). So neither a container, nor K ranks on one node, nor a node full of Dask workers
+is oversubscribed. fastnn's idle threads block, never spin.
 """
 import math
 import os
@@ -110,7 +108,8 @@ def share_node(ranks):
 
 
 def set_num_threads(n):
-    """Use n threads for every BLAS call fastnn makes (and NumPy/SciPy's BLAS with it).
+    """Use n threads for fastnn's large matrix products and its optimizer update (BLAS,
+    NumPy/SciPy's included, runs single-threaded; see the module docstring).
 
     n must be a positive integer. Returns the previous setting (None if never set).
     """
@@ -125,9 +124,13 @@ def set_num_threads(n):
 
 
 def _apply(n):
-    import fastnn._core.blas  # noqa: F401  (the kernels load the BLAS that they call)
+    from fastnn._core import blas
     previous = _state["threads"]
-    _state["limiter"] = threadpool_limits(limits=n, user_api="blas")
+    # BLAS itself runs single-threaded; fastnn splits its large products over its own n
+    # threads (fastnn/_core/workpool.h says why: OpenBLAS's static split stalls on a busy
+    # machine).
+    _state["limiter"] = threadpool_limits(limits=1, user_api="blas")
+    blas.set_split_threads(n)
     _state["threads"] = n
     return previous
 

@@ -3,6 +3,112 @@ from libc.string cimport memset
 from cython cimport floating
 
 
+cdef extern from "workpool.h" nogil:
+    ctypedef void (*fastnn_chunk_fn)(void* args, int chunk) noexcept nogil
+    void fastnn_pool_run(fastnn_chunk_fn fn, void* args, int nchunks, int threads)
+
+
+# The threads a large gemm is split over (fastnn.set_num_threads sets it; BLAS itself runs
+# single-threaded, see workpool.h for why).
+cdef int _split_threads = 1
+# Products below this many multiply-adds run whole: splitting costs a wake-up (tens of µs
+# on a busy machine) and they take less than that.
+cdef double SPLIT_MIN = 1 << 22
+# Each chunk does at least this many multiply-adds (about 0.1-1 ms on one core), so the
+# per-chunk cost of taking it is negligible.
+cdef double CHUNK_MIN = 1 << 20
+
+
+def set_split_threads(int n):
+    """Split large products over n threads (1: never split). Returns the previous count."""
+    global _split_threads
+    if n < 1:
+        raise ValueError(f"set_split_threads: n must be >= 1, got {n}")
+    previous = _split_threads
+    _split_threads = n
+    return previous
+
+
+ctypedef struct _GemmJob:
+    bint trans_a, trans_b, split_n, is_double
+    int m, n, k, lda, ldb, ldc, width, nchunks
+    double alpha, beta
+    const void* a
+    const void* b
+    void* c
+
+
+cdef inline void _gemm_part(_GemmJob* j, Py_ssize_t lo, int w, const floating* a,
+                            const floating* b, floating* c) noexcept nogil:
+    """Output columns (split_n) or rows [lo, lo + w) of the job's product."""
+    if j.split_n:
+        gemm(j.trans_a, j.trans_b, j.m, w, j.k, <floating>j.alpha, a, j.lda,
+             b + (lo * j.ldb if j.trans_b else lo), j.ldb, <floating>j.beta, c + lo, j.ldc)
+    else:
+        gemm(j.trans_a, j.trans_b, w, j.n, j.k, <floating>j.alpha,
+             a + (lo if j.trans_a else lo * j.lda), j.lda, b, j.ldb,
+             <floating>j.beta, c + lo * j.ldc, j.ldc)
+
+
+cdef void _gemm_chunk(void* p, int chunk) noexcept nogil:
+    cdef _GemmJob* j = <_GemmJob*>p
+    cdef Py_ssize_t lo = <Py_ssize_t>chunk * j.width
+    # the last block takes the remainder, so no block is narrower than width
+    cdef int w = j.width if chunk < j.nchunks - 1 else (j.n if j.split_n else j.m) - <int>lo
+    if j.is_double:
+        _gemm_part(j, lo, w, <const double*>j.a, <const double*>j.b, <double*>j.c)
+    else:
+        _gemm_part(j, lo, w, <const float*>j.a, <const float*>j.b, <float*>j.c)
+
+
+cdef void split_gemm(bint trans_a, bint trans_b, int m, int n, int k,
+                     floating alpha, const floating* a, int lda,
+                     const floating* b, int ldb,
+                     floating beta, floating* c, int ldc) noexcept nogil:
+    """gemm, with a large product cut into blocks of output columns (or rows, whichever
+    side is longer) that fastnn's threads take from a shared counter (workpool.h). The
+    blocks are independent (each is a whole-K product), so the result does not depend
+    on the thread count."""
+    cdef double work = <double>m * n * k
+    cdef int threads = _split_threads
+    cdef bint split_n = n >= m
+    cdef int dim = n if split_n else m
+    cdef int width, nchunks
+    cdef _GemmJob job
+    if threads <= 1 or work < SPLIT_MIN:
+        gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    # Blocks of 32 (whole cache lines, whole kernel strips), about 8 of them so a
+    # descheduled thread holds up little, each at least CHUNK_MIN. The layout depends on
+    # the shape only, never on the thread count or on which thread takes which block:
+    # every count >= 2 gives the same bits, run after run.
+    width = <int>(CHUNK_MIN / (work / dim)) + 1
+    width = max(width, (dim + 7) // 8)
+    width = (width + 31) // 32 * 32
+    nchunks = dim // width
+    if nchunks <= 1:
+        gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    job.trans_a = trans_a
+    job.trans_b = trans_b
+    job.split_n = split_n
+    job.is_double = floating is double
+    job.m = m
+    job.n = n
+    job.k = k
+    job.lda = lda
+    job.ldb = ldb
+    job.ldc = ldc
+    job.width = width
+    job.nchunks = nchunks
+    job.alpha = alpha
+    job.beta = beta
+    job.a = a
+    job.b = b
+    job.c = c
+    fastnn_pool_run(_gemm_chunk, &job, nchunks, threads)
+
+
 cdef void matmul(bint trans_a, bint trans_b, int m, int n, int k,
                  floating alpha, const floating* a, int lda,
                  const floating* b, int ldb,
@@ -43,7 +149,7 @@ cdef void matmul(bint trans_a, bint trans_b, int m, int n, int k,
                 memset(c + i * ldc, 0, n * sizeof(floating))
         ger(m, n, alpha, a, 1 if trans_a else lda, b, ldb if trans_b else 1, c, ldc)
     else:
-        gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        split_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
 def matmul_into(const floating[:, ::1] a not None, const floating[:, ::1] b not None, floating[:, ::1] c not None,
