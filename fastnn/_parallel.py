@@ -5,10 +5,13 @@ The optimizer update streams every parameter, gradient and slot through memory o
 step; on one core it is bound by that core's share of the cache bandwidth, and at small
 batches it is most of the step. Its kernels release the GIL and are element-wise, so the
 flat arrays can be cut into contiguous chunks that run at the same time; the result is
-bit-identical to one pass. No OpenMP: persistent Python threads that block on an event
-(never spin) between jobs, so while BLAS runs they take none of its CPU time. The count
+bit-identical to one pass, whichever thread runs which chunk. No OpenMP: persistent
+Python threads that block on a queue (never spin), and take chunks from a shared counter
+rather than a fixed share, so a thread the scheduler has descheduled stalls nothing. The count
 follows fastnn.set_num_threads, the one thread setting.
 """
+import itertools
+import queue
 import threading
 
 from fastnn import _threads
@@ -17,24 +20,49 @@ from fastnn import _threads
 MIN_ELEMENTS = 1 << 16
 
 
+class _Run:
+    """One call of run(): its jobs, taken one by one from a shared counter by the caller
+    and by the workers that wake up in time. A descheduled worker (a busy machine) takes
+    none and delays nothing: the caller runs what is left itself. Only a job a worker has
+    started is waited for."""
+
+    def __init__(self, jobs):
+        self.jobs = jobs
+        self.results = [None] * len(jobs)
+        self.error = None
+        self.next = itertools.count()     # next() on it is atomic under the GIL
+        self.pending = len(jobs)
+        self.finished = threading.Condition(threading.Lock())
+
+    def work(self):
+        while True:
+            i = next(self.next)
+            if i >= len(self.jobs):
+                return
+            try:
+                self.results[i] = self.jobs[i]()
+            except BaseException as e:      # re-raised in the calling thread
+                self.error = e
+            with self.finished:
+                self.pending -= 1
+                if self.pending == 0:
+                    self.finished.notify_all()
+
+    def wait(self):
+        with self.finished:
+            while self.pending:
+                self.finished.wait()
+
+
 class _Worker:
     def __init__(self):
-        self.go = threading.Event()
-        self.done = threading.Event()
-        self.job = None
-        self.error = None
+        self.runs = queue.SimpleQueue()
         thread = threading.Thread(target=self._loop, name="fastnn-worker", daemon=True)
         thread.start()
 
     def _loop(self):
         while True:
-            self.go.wait()
-            self.go.clear()
-            try:
-                self.result = self.job()
-            except BaseException as e:      # re-raised in the calling thread
-                self.error = e
-            self.done.set()
+            self.runs.get().work()     # a run that finished meanwhile has nothing left
 
 
 _workers = []
@@ -53,7 +81,8 @@ def chunks(size):
 
 
 def run(jobs):
-    """Run callables at the same time (the first in this thread); return their results.
+    """Run callables at the same time (in this thread and the workers); return their
+    results in order.
 
     Only one caller at a time uses the workers (others run their jobs serially), so
     training two models from two threads stays correct.
@@ -63,20 +92,14 @@ def run(jobs):
     try:
         while len(_workers) < len(jobs) - 1:
             _workers.append(_Worker())
-        used = _workers[:len(jobs) - 1]
-        for worker, job in zip(used, jobs[1:]):
-            worker.job = job
-            worker.error = None
-            worker.done.clear()
-            worker.go.set()
-        first = jobs[0]()
-        results = [first]
-        for worker in used:
-            worker.done.wait()
-            if worker.error is not None:
-                raise worker.error
-            results.append(worker.result)
-        return results
+        this = _Run(jobs)
+        for worker in _workers[:len(jobs) - 1]:
+            worker.runs.put(this)
+        this.work()
+        this.wait()
+        if this.error is not None:
+            raise this.error
+        return this.results
     finally:
         _lock.release()
 

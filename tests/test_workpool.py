@@ -164,3 +164,33 @@ def test_training_gives_the_same_bits_for_2_and_3_threads_and_run_after_run():
     for other in (_trained(2), _trained(3)):
         for w, v in zip(two, other):
             assert np.array_equal(w, v)
+
+
+# ---------------------------------------------- fastnn/_parallel.py: the update chunks --
+class _AsleepWorker:
+    """A worker the scheduler never runs: its queue is never read."""
+
+    def __init__(self):
+        import queue
+        self.runs = queue.SimpleQueue()
+
+
+def test_parallel_run_finishes_without_a_worker_that_never_wakes(monkeypatch):
+    from fastnn import _parallel
+    monkeypatch.setattr(_parallel, "_workers", [_AsleepWorker(), _AsleepWorker()])
+    ran = []
+    jobs = [(lambda i=i: ran.append(i) or i * i) for i in range(3)]
+    assert _parallel.run(jobs) == [0, 1, 4]
+    assert sorted(ran) == [0, 1, 2]          # each job once, all by the caller
+
+
+def test_parallel_run_returns_results_in_order_and_raises_a_jobs_error():
+    from fastnn import _parallel
+    results = _parallel.run([(lambda i=i: i + 1) for i in range(4)])
+    assert results == [1, 2, 3, 4]
+
+    def bad():
+        raise KeyError("chunk")
+    with pytest.raises(KeyError, match="chunk"):
+        _parallel.run([lambda: 1, bad, lambda: 3])
+    assert _parallel.run([lambda: 5, lambda: 6]) == [5, 6]   # the workers still serve
