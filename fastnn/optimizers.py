@@ -24,7 +24,12 @@ of the step (called with the number of updates done so far, 0 for the first upda
 Keras 2's names work on every optimizer, with a DeprecationWarning naming the new one:
 ``lr=`` is ``learning_rate=``, and ``decay=d`` (Keras 2's time-based decay,
 η / (1 + d·iterations)) is ``learning_rate=schedules.InverseTimeDecay(η, 1, d)``, which is
-what it becomes (so get_config and saved models hold the schedule).
+what it becomes (so get_config and saved models hold the schedule); ``epsilon=None`` is
+the backend epsilon 1e-7; Nadam's ``schedule_decay`` is an error (Keras 3 dropped it).
+Keras 3's base-class arguments: ``weight_decay`` (decoupled, w ← w − η·λ·w before the
+step) in Adam, AdamW and Lion; elsewhere, and for ``use_ema``, ``ema_momentum``,
+``ema_overwrite_frequency``, ``loss_scale_factor``, ``gradient_accumulation_steps`` and
+``name``, only the neutral default is accepted (anything else is a clear error).
 """
 import functools
 import warnings
@@ -38,6 +43,46 @@ from fastnn._core import optim as _k
 from fastnn._core import ops as _ops
 
 _INF = float("inf")
+
+
+# Keras 3's base-optimizer arguments fastnn has no use for, with their neutral defaults.
+_NEUTRAL = {"use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
+            "loss_scale_factor": None, "gradient_accumulation_steps": None}
+
+
+def _keras_base_arguments(owner, init, kwargs):
+    """Read (and remove from kwargs) the arguments of Keras's optimizers that fastnn's
+    __init__s do not list: Keras 2's epsilon=None (the backend epsilon, 1e-7) and Nadam's
+    schedule_decay, and Keras 3's base-class arguments at their neutral values; anything
+    fastnn cannot do is a clear error naming the argument."""
+    params = init.__code__.co_varnames[:init.__code__.co_argcount]
+    if "epsilon" in params and "epsilon" in kwargs and kwargs["epsilon"] is None:
+        warnings.warn(f"{owner}: epsilon=None is deprecated (Keras 2's spelling of the "
+                      f"backend epsilon); use epsilon=1e-7, the default", DeprecationWarning,
+                      stacklevel=3)
+        kwargs["epsilon"] = 1e-7
+    if "schedule_decay" in kwargs:
+        raise ValueError(f"{owner}: schedule_decay (Keras 2's Nadam) was removed in Keras 3, "
+                         f"whose momentum schedule u_t = beta_1*(1 - 0.5*0.96**t) fastnn's "
+                         f"Nadam follows (Keras 2's rule with schedule_decay=1); remove the "
+                         f"argument")
+    for key, neutral in _NEUTRAL.items():
+        if key in kwargs:
+            value = kwargs.pop(key)
+            if value is not neutral and value != neutral:
+                raise ValueError(f"{owner}: {key}={value!r} is not supported by fastnn "
+                                 f"(only Keras 3's default, {key}={neutral!r})")
+    if "name" in kwargs and "name" not in params:
+        name = kwargs.pop("name")
+        if name is not None and name != owner.lower():
+            raise ValueError(f"{owner}: name={name!r} is not supported (fastnn optimizers "
+                             f"are named by their class, {owner.lower()!r})")
+    if "weight_decay" in kwargs and "weight_decay" not in params:
+        wd = kwargs.pop("weight_decay")
+        if wd is not None and wd != 0:
+            raise ValueError(f"{owner}: weight_decay={wd!r} is not supported by fastnn's "
+                             f"{owner} (decoupled weight decay is in Adam, AdamW and Lion); use "
+                             f"fn.optimizers.AdamW or a kernel_regularizer")
 
 
 def _keras2_names(init):
@@ -55,6 +100,7 @@ def _keras2_names(init):
                           DeprecationWarning, stacklevel=2)
             kwargs["learning_rate"] = kwargs.pop("lr")
         decay = kwargs.pop("decay", None)
+        _keras_base_arguments(owner, init, kwargs)
         init(self, *args, **kwargs)
         if decay is not None:
             decay = v.real(f"{owner}: decay", decay, 0)
@@ -351,7 +397,7 @@ class Adam(Optimizer):
     name = "adam"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 amsgrad=False, **clip):
+                 amsgrad=False, weight_decay=None, **clip):
         super().__init__(learning_rate, **clip)
         owner = type(self).__name__
         self.beta_1 = _check_unit(owner, "beta_1", beta_1)
@@ -360,7 +406,10 @@ class Adam(Optimizer):
         if not isinstance(amsgrad, bool):
             raise TypeError(f"{owner}: amsgrad must be True or False, got {amsgrad!r}")
         self.amsgrad = amsgrad
-        self.weight_decay = 0.0
+        # Keras 3's base-class weight_decay: decoupled, w ← w − η·λ·w before the step
+        # (the kernel path AdamW uses).
+        self.weight_decay = 0.0 if weight_decay is None else \
+            v.real(f"{owner}: weight_decay", weight_decay, 0)
 
     def _slot_specs(self):
         return {"m": (True, 0.0), "v": (True, 0.0), "v_max": (self.amsgrad, 0.0)}
@@ -373,7 +422,7 @@ class Adam(Optimizer):
 
     def _hyper(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
-                "amsgrad": self.amsgrad}
+                "amsgrad": self.amsgrad, "weight_decay": self.weight_decay or None}
 
 
 class AdamW(Adam):

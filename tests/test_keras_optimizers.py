@@ -381,7 +381,7 @@ def test_keras2_lr_and_decay_work_on_the_new_optimizers(cls):
     (lambda: O.Adamax(beta_1=1.5), ValueError, "Adamax: beta_1"),
     (lambda: O.Adamax(beta_2=1.0), ValueError, "Adamax: beta_2"),
     (lambda: O.Adamax(epsilon=-1e-7), ValueError, "Adamax: epsilon"),
-    (lambda: O.Adamax(epsilon=None), TypeError, "Adamax: epsilon"),
+    (lambda: O.Adamax(epsilon="small"), TypeError, "Adamax: epsilon"),
     (lambda: O.Adadelta(rho=1.0), ValueError, "Adadelta: rho"),
     (lambda: O.Adadelta(rho=float("nan")), ValueError, "Adadelta: rho"),
     (lambda: O.Adadelta(epsilon=0), ValueError, "Adadelta: epsilon"),
