@@ -11,7 +11,10 @@ early stopping and stopping rules. What differs is where the work runs: each min
 step is fastnn's compiled forward, backward and fused update on ``model_`` (a
 fastnn.Sequential), and solver='lbfgs' runs scipy's L-BFGS-B on the full-batch loss and
 gradient computed by the same compiled passes. Sparse input (CSR/CSC) is densified one
-minibatch at a time (fastnn/_core/sparse.pyx), never as a whole.
+minibatch at a time (fastnn/_core/sparse.pyx), never as a whole (L-BFGS's full batch and
+predict: about _CHUNK_BYTES of rows at a time), and the fitted estimator keeps no dense
+rows. Warnings are issued under scikit-learn's module name, so filters written for
+scikit-learn's (module="sklearn") apply.
 
 Extras, keyword parameters whose defaults change nothing: ``dropout`` (rate of a Dropout
 layer after each hidden layer; stochastic solvers only), ``dtype`` (None: the data's,
@@ -22,6 +25,7 @@ last two; like 'adam', they ignore learning_rate schedules).
 scikit-learn is needed for this module only (pip install scikit-learn); fastnn itself does
 not depend on it.
 """
+import types
 import warnings
 from numbers import Integral, Real
 
@@ -64,8 +68,49 @@ _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "re
 _OUTPUT = {"identity": "linear", "logistic": "sigmoid", "softmax": "softmax", "exp": "linear"}
 _LBFGS_CHUNK = 4096        # rows per forward/backward in the full-batch L-BFGS gradient
 _PREDICT_CHUNK = 1024      # rows per predict call (sparse rows are densified per chunk)
+# ... and at most about this many bytes of dense rows per chunk (the L-BFGS workspace's
+# x, a predict chunk of densified sparse rows), so that wide data (TF-IDF: 10⁴-10⁶
+# columns) is never densified beyond a few MB, whatever its number of rows. 4 MB of rows
+# is still a GEMM of millions of multiply-adds per layer unit, far above the chunk's
+# Python overhead. (For L-BFGS, smaller chunks only change the order in which the
+# chunks' losses and gradients are summed: results move by rounding.)
+_CHUNK_BYTES = 4 << 20
 _NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain "
                "large values and need to be preprocessed.")
+
+
+# The warnings scikit-learn's MLP module issues, fastnn's issue under that module's name:
+# warnings filters match a warning's module by name, and users silence scikit-learn's
+# with warnings.filterwarnings("ignore", category=ConvergenceWarning, module="sklearn")
+# (its own example plot_mlp_training_curves.py does), which must keep working after the
+# one-line switch. (A filter on module="fastnn" does not match them, as it would not
+# match scikit-learn's.)
+_SKLEARN_MLP_NAMESPACE = {"__name__": "sklearn.neural_network._multilayer_perceptron",
+                          "__builtins__": __builtins__, "warnings": warnings,
+                          "_check_optimize_result": _check_optimize_result}
+
+
+def _issued_as_sklearns(function):
+    """function with _SKLEARN_MLP_NAMESPACE as its globals. warnings.warn takes a
+    warning's module name, and the __warningregistry__ of the "default" and "module"
+    actions, from the globals of the frame it attributes the warning to: function's frame
+    for a warn() in function, and for the stacklevel=2 warn() of a function it calls
+    (_check_optimize_result). So the warning is filtered, and shown once per location, as
+    a warning from scikit-learn's module is; its file and line stay this file's."""
+    return types.FunctionType(function.__code__, _SKLEARN_MLP_NAMESPACE,
+                              function.__name__, function.__defaults__)
+
+
+@_issued_as_sklearns
+def _warn(message, category=UserWarning):
+    """warnings.warn(message, category), as scikit-learn's MLP module issues it."""
+    warnings.warn(message, category)
+
+
+@_issued_as_sklearns
+def _check_lbfgs_result(result, max_iter):
+    """scikit-learn's check of scipy's result (its ConvergenceWarning); the iterations."""
+    return _check_optimize_result("lbfgs", result, max_iter)
 
 
 class SklearnAdam(optimizers.Adam):
@@ -108,6 +153,20 @@ def _as_model_input(X, dtype):
             X = X.astype(dtype)
         return X
     return np.ascontiguousarray(X, dtype=dtype)
+
+
+def _chunk_rows(n_features, dtype, most):
+    """Rows per chunk: at most ``most``, and about _CHUNK_BYTES of dense rows (at least
+    one row)."""
+    return max(1, min(most, _CHUNK_BYTES // (n_features * np.dtype(dtype).itemsize)))
+
+
+def _release_workspaces(model):
+    """Drop model's training workspaces (rebuilt by the next fit): their dense rows
+    (batch × n_features) and the references they keep to the last batch's input would
+    otherwise stay with the fitted estimator, as scikit-learn's own keeps none."""
+    model._train_cache.clear()
+    model._step_ws = None
 
 
 def _gather_rows(X, rows, out):
@@ -194,11 +253,7 @@ class _BaseMLP(BaseEstimator):
 
     @coefs_.setter
     def coefs_(self, values):
-        layers = self._dense_layers()
-        if len(values) != len(layers):
-            raise ValueError(f"coefs_: expected {len(layers)} arrays, got {len(values)}")
-        for layer, value in zip(layers, values):
-            layer.W[...] = value
+        self._assign_each("coefs_", "W", values)
 
     @property
     def intercepts_(self):
@@ -207,11 +262,22 @@ class _BaseMLP(BaseEstimator):
 
     @intercepts_.setter
     def intercepts_(self, values):
+        self._assign_each("intercepts_", "b", values)
+
+    def _assign_each(self, name, weight, values):
+        """Copy values[i] into the weight ('W' or 'b') of the i-th Dense layer, in place
+        (model_'s flat buffer and its optimizer stay as they are); each of its shape (no
+        broadcasting: a wrong shape is an error, not a silently repeated value)."""
         layers = self._dense_layers()
         if len(values) != len(layers):
-            raise ValueError(f"intercepts_: expected {len(layers)} arrays, got {len(values)}")
-        for layer, value in zip(layers, values):
-            layer.b[...] = value
+            raise ValueError(f"{name}: expected {len(layers)} arrays, got {len(values)}")
+        targets = [getattr(layer, weight) for layer in layers]
+        for i, (target, value) in enumerate(zip(targets, values)):
+            if np.shape(value) != target.shape:
+                raise ValueError(f"{name}[{i}]: expected shape {target.shape}, got "
+                                 f"{np.shape(value)}")
+        for target, value in zip(targets, values):
+            target[...] = value
 
     # ------------------------------------------------------------------ the model --
     def _loss_scaling(self):
@@ -333,6 +399,7 @@ class _BaseMLP(BaseEstimator):
             self._fit_lbfgs(X, y, sample_weight)
         if not np.isfinite(self.model_.parameter_store.params).all():
             raise ValueError(_NON_FINITE)
+        _release_workspaces(self.model_)
         return self
 
     def _prepared(self, X, y, sample_weight):
@@ -350,7 +417,8 @@ class _BaseMLP(BaseEstimator):
         # Each chunk's fastnn loss is Σ swᵢ lossᵢ / rows: weights weight·wᵢ·rows/Σw make
         # the chunks add up to the full-batch loss and gradient.
         base = None if sw is None else np.ascontiguousarray(sw * (weight / total), sw.dtype)
-        chunks = [(s.start, s.stop) for s in gen_batches(n, _LBFGS_CHUNK)]
+        chunk = _chunk_rows(X.shape[1], model.dtype, _LBFGS_CHUNK)
+        chunks = [(s.start, s.stop) for s in gen_batches(n, chunk)]
         rows = [np.arange(a, b, dtype=np.int64) for a, b in chunks] \
             if scipy.sparse.issparse(X) else None
         regs = [layer.kernel_regularizer for layer in self._dense_layers()]
@@ -392,8 +460,8 @@ class _BaseMLP(BaseEstimator):
         x0 = model.parameter_store.params.astype(np.float64)
         opt_res = scipy.optimize.minimize(loss_and_gradient, x0, method="L-BFGS-B",
                                           jac=True, options=options)
-        self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
-        self.loss_ = opt_res.fun
+        self.n_iter_ = _check_lbfgs_result(opt_res, self.max_iter)
+        self.loss_ = np.float64(opt_res.fun)      # scikit-learn's type (scipy keeps ours)
         np.copyto(model.parameter_store.params, opt_res.x, casting="unsafe")
 
     def _fit_stochastic(self, X, y, sample_weight, incremental):
@@ -434,8 +502,8 @@ class _BaseMLP(BaseEstimator):
             batch_size = min(200, n_samples)
         else:
             if self.batch_size > n_samples:
-                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It "
-                              "is going to be clipped")
+                _warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                      "going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         try:
             self.n_iter_ = 0
@@ -445,7 +513,9 @@ class _BaseMLP(BaseEstimator):
                 accumulated_loss = self._epoch(X_train, y_train, sample_weight_train,
                                                sample_idx, batch_size)
                 self.n_iter_ += 1
-                self.loss_ = accumulated_loss / X_train.shape[0]
+                # np.float64 as scikit-learn's (its losses are NumPy scalars), so too
+                # loss_curve_'s entries and best_loss_.
+                self.loss_ = np.float64(accumulated_loss / X_train.shape[0])
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
@@ -466,11 +536,11 @@ class _BaseMLP(BaseEstimator):
                 if incremental:
                     break
                 if self.n_iter_ == self.max_iter:
-                    warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and "
-                                  "the optimization hasn't converged yet." % self.max_iter,
-                                  ConvergenceWarning)
+                    _warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                          "optimization hasn't converged yet." % self.max_iter,
+                          ConvergenceWarning)
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.")
+            _warn("Training interrupted by user.")
         if early_stopping:
             np.copyto(self.model_.parameter_store.params, self._best_params)
 
@@ -590,9 +660,10 @@ class _BaseMLP(BaseEstimator):
         else:
             X = _as_model_input(X, model.dtype)
             n = X.shape[0]
+            chunk = _chunk_rows(X.shape[1], model.dtype, _PREDICT_CHUNK)
             out = np.empty((n, model.output_dim), model.dtype)
-            buf = np.empty((min(n, _PREDICT_CHUNK), X.shape[1]), model.dtype)
-            for batch in gen_batches(n, _PREDICT_CHUNK):
+            buf = np.empty((min(n, chunk), X.shape[1]), model.dtype)
+            for batch in gen_batches(n, chunk):
                 rows = np.arange(batch.start, batch.stop, dtype=np.int64)
                 dense = buf[:rows.shape[0]]
                 _gather_rows(X, rows, dense)

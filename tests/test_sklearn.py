@@ -8,6 +8,8 @@ warnings and printed lines; pickling, Pipeline + GridSearchCV(n_jobs=2); the ext
 import contextlib
 import io
 import pickle
+import re
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -72,6 +74,14 @@ def assert_same_fit(a, b):
             np.testing.assert_allclose(getattr(b, attr), getattr(a, attr), rtol=RTOL)
     for attr in ("best_loss_", "best_validation_score_"):
         assert (getattr(a, attr, None) is None) == (getattr(b, attr, None) is None)
+    # The same types too (np.float64 losses, Python float scores), entries of lists
+    # included: code written for scikit-learn may rely on them (np.float64's methods).
+    for attr in ("loss_", "best_loss_", "loss_curve_", "validation_scores_",
+                 "best_validation_score_", "n_iter_", "t_"):
+        p, q = getattr(a, attr, "absent"), getattr(b, attr, "absent")
+        assert type(q) is type(p), (attr, type(q), type(p))
+        if isinstance(p, list):
+            assert [type(v) for v in q] == [type(v) for v in p], attr
 
 
 CLASSIFIER_SETTINGS = [
@@ -201,9 +211,14 @@ def test_sparse_input_matches_dense(fmt, solver):
     np.testing.assert_array_equal(b.predict_proba(x), a.predict_proba(dense))
 
 
-def test_lbfgs_in_chunks_matches_sklearn():
+@pytest.mark.parametrize("rows, features", [
+    (fsk._LBFGS_CHUNK + 700, 6),        # more rows than _LBFGS_CHUNK
+    (400, 3000)])                       # rows wider than _CHUNK_BYTES / 4096: 3 chunks
+def test_lbfgs_in_chunks_matches_sklearn(rows, features):
     # More rows than one forward/backward chunk: the gradient is summed over chunks.
-    x, y = regression(fsk._LBFGS_CHUNK + 700)
+    x, y = make_regression(rows, features, n_informative=6, noise=5.0, random_state=0)
+    y /= 100
+    assert fsk._chunk_rows(features, np.float64, fsk._LBFGS_CHUNK) < rows
     a, b = fit_both("MLPRegressor", x, y, hidden_layer_sizes=(6,), solver="lbfgs",
                     max_iter=8, random_state=0)
     assert_same_fit(a, b)
@@ -214,7 +229,41 @@ def test_lbfgs_in_chunks_matches_sklearn():
         warnings.simplefilter("ignore", ConvergenceWarning)
         c.fit(xs, y)
     for p, q in zip(b.coefs_, c.coefs_):
-        np.testing.assert_array_equal(p, q)
+        np.testing.assert_array_equal(p, q)      # the same chunks, dense or sparse
+    # predict's chunks of sparse rows differ from the dense path's batches: rounding.
+    np.testing.assert_allclose(c.predict(xs), b.predict(x), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("settings", [
+    dict(solver="lbfgs"),
+    dict(solver="adam", batch_size=10, early_stopping=True, validation_fraction=0.2)])
+def test_wide_sparse_input_is_never_densified_whole(settings):
+    # TF-IDF-like: 1,000 x 20,000 with 0.1% non-zeros is 0.24 MB sparse, 160 MB dense.
+    # fit's peak also holds scipy's L-BFGS history (2·10 vectors of the 40,018 weights,
+    # 6.4 MB) and one chunk of dense rows (_CHUNK_BYTES); afterwards the estimator keeps
+    # weights, gradients, optimizer state (Adam: 2 more) and best weights (< 10 copies)
+    # and predict's last chunk of rows (its inference workspace refers to it).
+    x = scipy.sparse.random(1000, 20000, density=0.001, format="csr", random_state=0)
+    y = np.arange(1000) % 2
+    dense_bytes = x.shape[0] * x.shape[1] * 8
+    est = fsk.MLPClassifier(hidden_layer_sizes=(2,), max_iter=2, random_state=0,
+                            **settings)
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(x, y)
+        fit_held, fit_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        p = est.predict_proba(x)
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    weights = sum(w.nbytes for w in est.coefs_ + est.intercepts_)
+    assert fit_peak < dense_bytes / 5, fit_peak
+    assert fit_held < 10 * weights + 1.25 * fsk._CHUNK_BYTES, (fit_held, weights)
+    assert peak - fit_held < 1.25 * fsk._CHUNK_BYTES + p.nbytes, peak - fit_held
+    assert held - fit_held < 1.25 * fsk._CHUNK_BYTES + p.nbytes, held - fit_held
 
 
 def test_pipeline_in_grid_search_with_two_jobs():
@@ -275,6 +324,16 @@ def test_model_is_a_fastnn_sequential_with_live_weights():
     assert not model.get_weights()[0].any()
     est.intercepts_ = [np.ones_like(b) for b in est.intercepts_]
     assert all((b == 1).all() for b in model.get_weights()[1::2])
+    est.coefs_ = [np.full_like(w, 2.0) for w in est.coefs_]
+    assert all((w == 2).all() for w in model.get_weights()[0::2])
+    for name, values in (("coefs_", est.coefs_), ("intercepts_", est.intercepts_)):
+        with pytest.raises(ValueError, match=rf"{name}: expected 3 arrays, got 2"):
+            setattr(est, name, values[:2])
+        wrong = [values[0][..., :1]] + values[1:]      # would broadcast: refused
+        with pytest.raises(ValueError, match=re.escape(
+                f"{name}[0]: expected shape {values[0].shape}, got {wrong[0].shape}")):
+            setattr(est, name, wrong)
+    assert all((w == 2).all() for w in model.get_weights()[0::2])   # nothing half-set
 
 
 def test_params_are_sklearns_plus_neutral_extras():
@@ -326,8 +385,36 @@ def test_convergence_warnings_and_verbose_output_are_sklearns():
         assert outputs[1][1][0][0] is ConvergenceWarning
 
 
+def test_sklearns_convergence_warning_filter_silences_fastnns():
+    # scikit-learn's way (its example plot_mlp_training_curves.py): the filter matches the
+    # module name "sklearn..." a warning is issued under.
+    x, y = classification()
+    for solver in ("adam", "sgd", "lbfgs"):
+        fit = lambda: fsk.MLPClassifier((8,), solver=solver, max_iter=3,  # noqa: E731
+                                        random_state=0).fit(x, y)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.filterwarnings("ignore", category=ConvergenceWarning, module="sklearn")
+            fit()
+        assert caught == []
+        with pytest.warns(ConvergenceWarning, match="iteration"):     # still issued
+            fit()
+    # The "default", "once" and "module" actions show the warning as often as
+    # scikit-learn's own (its registry is kept as a module's).
+    for action in ("default", "once", "module"):
+        counts = []
+        for module in (sk, fsk):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter(action)
+                for _ in range(3):
+                    for solver in ("adam", "lbfgs"):
+                        module.MLPClassifier((8,), solver=solver, max_iter=3,
+                                             random_state=0).fit(x, y)
+            counts.append([str(c.message)[:20] for c in caught])
+        assert counts[1] == counts[0], action
+
+
 def _error(make):
-    import re
     try:
         make()
     except Exception as e:        # noqa: BLE001 - the point is to compare any error
