@@ -12,9 +12,10 @@ step is fastnn's compiled forward, backward and fused update on ``model_`` (a
 fastnn.Sequential), and solver='lbfgs' runs scipy's L-BFGS-B on the full-batch loss and
 gradient computed by the same compiled passes. Sparse input (CSR/CSC) is densified one
 minibatch at a time (fastnn/_core/sparse.pyx), never as a whole (L-BFGS's full batch and
-predict: about _CHUNK_BYTES of rows at a time), and the fitted estimator keeps no dense
-rows. Warnings are issued under scikit-learn's module name, so filters written for
-scikit-learn's (module="sklearn") apply.
+predict: about _CHUNK_BYTES of rows at a time); after fit the estimator keeps no training
+buffers (after predict, its last chunk of rows at most). Warnings are issued under
+scikit-learn's module name, so filters written for scikit-learn's (module="sklearn")
+apply.
 
 Extras, keyword parameters whose defaults change nothing: ``dropout`` (rate of a Dropout
 layer after each hidden layer; stochastic solvers only), ``dtype`` (None: the data's,
