@@ -82,7 +82,11 @@ class Batches(fn.utils.PyDataset):
 
 
 def prefetch_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("fastnn-")]
+    """The data adapters' threads still alive. fastnn's persistent update workers
+    (fastnn/_parallel.py, "fastnn-worker") live for the process by design; whether they
+    exist depends on which tests ran before, so they are not counted."""
+    return [t for t in threading.enumerate()
+            if t.name.startswith("fastnn-") and t.name != "fastnn-worker"]
 
 
 @pytest.fixture(autouse=True)
