@@ -261,8 +261,16 @@ class Dense(Layer):
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, alpha=0.01,
-                 input_dim=None, input_shape=None, name=None, trainable=True):
+                 input_dim=None, input_shape=None, name=None, trainable=True,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 dtype=None, lora_rank=None, lora_alpha=None):
         super().__init__(name, input_dim, input_shape, trainable)
+        # Keras 3's arguments without a fastnn counterpart: the model's dtype applies to
+        # every layer (Sequential(dtype=...)); no constraints, activity penalty or LoRA.
+        _reject_unsupported(type(self).__name__, {
+            "activity_regularizer": activity_regularizer,
+            "kernel_constraint": kernel_constraint, "bias_constraint": bias_constraint,
+            "dtype": dtype, "lora_rank": lora_rank, "lora_alpha": lora_alpha})
         self.units = _positive_int("units", units, "Dense")
         self.activation = activations.resolve(activation)
         self._code = activations.code(self.activation)
@@ -632,11 +640,16 @@ def _normalization_arguments(owner, axis, epsilon, center, scale, initializers_,
             raise TypeError(f"{owner}: {arg} must be True or False, got {value!r}")
     for init in initializers_:
         initializers.get(init)
+    _reject_unsupported(owner, unsupported)
+    return float(epsilon)
+
+
+def _reject_unsupported(owner, unsupported):
+    """Keras arguments fastnn accepts only at their neutral value (None or False)."""
     for arg, value in unsupported.items():
         if value is not None and value is not False:
             raise ValueError(f"{owner}: {arg}={value!r} is not supported (only "
                              f"{arg}={'False' if value is True else 'None'})")
-    return float(epsilon)
 
 
 class _Normalization(Layer):

@@ -143,3 +143,20 @@ def test_history_holds_only_keras_keys_and_throughput_apart(tmp_path):
     assert all(rate > 0 for rate in history.samples_per_second)
     assert csv.read_text().splitlines()[0].split(",") == \
         ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+
+
+# ------------------------------------------------------------- Dense's Keras 3 args --
+
+def test_dense_accepts_keras3_defaults():
+    dense = L.Dense(4, activity_regularizer=None, kernel_constraint=None,
+                    bias_constraint=None, dtype=None, lora_rank=None, lora_alpha=None)
+    assert dense.units == 4
+
+
+@pytest.mark.parametrize("arg, value", [
+    ("activity_regularizer", "l2"), ("kernel_constraint", "max_norm"),
+    ("bias_constraint", "non_neg"), ("dtype", "float64"), ("lora_rank", 4),
+    ("lora_alpha", 8)])
+def test_dense_names_the_keras3_argument_it_cannot_do(arg, value):
+    with pytest.raises(ValueError, match=f"Dense: {arg}={value!r} is not supported"):
+        L.Dense(4, **{arg: value})
