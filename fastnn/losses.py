@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 
 from fastnn import _validation as v
+from fastnn._config import Configurable
 from fastnn._core import losses as _k
 
 REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none", None)
@@ -29,7 +30,7 @@ REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "
 TRAINING_REDUCTIONS = ("sum_over_batch_size", "mean")
 
 
-class Loss:
+class Loss(Configurable):
     """Base class (Keras's ``keras.losses.Loss`` arguments: reduction, name, dtype).
 
     ``target`` says what y must look like: 'onehot' (n, m) rows in [0, 1], 'sparse'
@@ -132,14 +133,6 @@ class Loss:
     def get_config(self):
         """Keras's config: the constructor's arguments (JSON-serializable)."""
         return {"name": self.name, "reduction": self.reduction, "dtype": self.dtype}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={val!r}" for k, val in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 def _weights(what, sample_weight, shape, dtype):
@@ -304,7 +297,21 @@ class _CrossEntropy(Loss):
         return {**super().get_config(), "from_logits": self.from_logits}
 
 
-class CategoricalCrossentropy(_CrossEntropy):
+class _SmoothedCrossEntropy(_CrossEntropy):
+    """The cross-entropies against target rows: Keras's label_smoothing and axis."""
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(from_logits, reduction, name, dtype)
+        self.label_smoothing = _smoothing(type(self).__name__, label_smoothing)
+        self.axis = _axis(type(self).__name__, axis)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing,
+                "axis": self.axis}
+
+
+class CategoricalCrossentropy(_SmoothedCrossEntropy):
     """lossᵢ = -Σⱼ tᵢⱼ log qᵢⱼ against one-hot (or soft) targets y (n, m), with
     t = y (1 - label_smoothing) + label_smoothing / m.
 
@@ -315,12 +322,6 @@ class CategoricalCrossentropy(_CrossEntropy):
     target = "onehot"
     activation = "softmax"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(from_logits, reduction, name, dtype)
-        self.label_smoothing = _smoothing(type(self).__name__, label_smoothing)
-        self.axis = _axis(type(self).__name__, axis)
-
     def _fused(self, z, p, y, sample_weight, grad, scale):
         return _k.softmax_cross_entropy(z, p, y, sample_weight, grad, scale,
                                         self.label_smoothing)
@@ -330,10 +331,6 @@ class CategoricalCrossentropy(_CrossEntropy):
             else _k.categorical_cross_entropy
         return kernel(p, y, sample_weight, grad, scale, self.label_smoothing,
                       per_sample=per_sample)
-
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing,
-                "axis": self.axis}
 
 
 class SparseCategoricalCrossentropy(_CrossEntropy):
@@ -363,7 +360,7 @@ class SparseCategoricalCrossentropy(_CrossEntropy):
         return {**super().get_config(), "ignore_class": self.ignore_class}
 
 
-class BinaryCrossentropy(_CrossEntropy):
+class BinaryCrossentropy(_SmoothedCrossEntropy):
     """lossᵢ = -mean_j (t log q + (1 - t) log(1 - q)), y in [0, 1],
     t = y (1 - label_smoothing) + label_smoothing / 2.
 
@@ -374,12 +371,6 @@ class BinaryCrossentropy(_CrossEntropy):
     target = "binary"
     activation = "sigmoid"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(from_logits, reduction, name, dtype)
-        self.label_smoothing = _smoothing(type(self).__name__, label_smoothing)
-        self.axis = _axis(type(self).__name__, axis)
-
     def _fused(self, z, p, y, sample_weight, grad, scale):
         return _k.sigmoid_binary_cross_entropy(z, p, y, sample_weight, grad, scale,
                                                self.label_smoothing)
@@ -389,10 +380,6 @@ class BinaryCrossentropy(_CrossEntropy):
             else _k.binary_cross_entropy
         return kernel(p, y, sample_weight, grad, scale, self.label_smoothing,
                       per_sample=per_sample)
-
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing,
-                "axis": self.axis}
 
 
 # ------------------------------------------------------------- function forms --

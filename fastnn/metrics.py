@@ -21,13 +21,14 @@ label, and Precision/Recall/AUC read the label as its one-hot row.
 import numpy as np
 
 from fastnn import _validation as v
+from fastnn._config import Configurable
 from fastnn._core import metrics as _k
 
 EPSILON = 1e-7          # Keras's backend epsilon: AUC's end thresholds are -EPS, 1 + EPS
 NEG_INF = -1e10         # Keras's threshold when only top_k decides
 
 
-class Metric:
+class Metric(Configurable):
     """Base class. Subclasses give ``update_batch(p, y, sample_weight)`` (the training
     loop's call) on validated arrays (p (n, m) float, y int64 labels (n,) when ``sparse``
     else (n, m) of p's dtype) and ``result()``; state is made in ``_build``."""
@@ -136,14 +137,6 @@ class Metric:
     # -- configuration --------------------------------------------------------------
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={val!r}" for k, val in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 # -------------------------------------------------------------- mean metrics --
@@ -308,10 +301,7 @@ class MeanAbsoluteError(_MeanMetric):
     needs = "matrix"
 
     def _sum(self, p, y, sample_weight, per_sample=None):
-        if per_sample is not None:
-            from fastnn import losses
-            per_sample[:] = losses.mean_absolute_error(y, p)
-        return _k.sum_absolute_error(p, y, sample_weight)
+        return _k.sum_absolute_error(p, y, sample_weight, per_sample)
 
 
 class MeanSquaredError(_MeanMetric):
@@ -320,10 +310,7 @@ class MeanSquaredError(_MeanMetric):
     needs = "matrix"
 
     def _sum(self, p, y, sample_weight, per_sample=None):
-        if per_sample is not None:
-            from fastnn import losses
-            per_sample[:] = losses.mean_squared_error(y, p)
-        return _k.sum_squared_error(p, y, sample_weight)
+        return _k.sum_squared_error(p, y, sample_weight, per_sample)
 
 
 # --------------------------------------------------------- confusion metrics --

@@ -14,6 +14,7 @@ import numbers
 
 import numpy as np
 
+from fastnn._config import Configurable
 from fastnn._core import dense as _dense
 
 
@@ -25,7 +26,7 @@ def _factor(name, value):
     return float(value)
 
 
-class Regularizer:
+class Regularizer(Configurable):
     """λ₁·Σ|w| + λ₂·Σw² (the base of L1, L2 and L1L2; every subclass sets both factors)."""
 
     def __init__(self, l1=0.0, l2=0.0):
@@ -41,14 +42,6 @@ class Regularizer:
 
     def get_config(self):
         return {"l1": self.l1, "l2": self.l2}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={val!r}" for k, val in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class L1L2(Regularizer):

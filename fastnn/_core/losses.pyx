@@ -21,6 +21,8 @@ from libc.math cimport exp, log, log1p, fabs, sqrt, tanh
 from libc.stdint cimport int64_t
 from cython cimport floating
 
+from fastnn._core.rows cimport _rows_out
+
 # Probabilities fed to a non-fused cross-entropy are clipped to [EPS, 1 - EPS] (Keras's
 # backend epsilon) so that log never sees 0.
 cdef double EPS = 1e-7
@@ -46,18 +48,6 @@ cdef inline double _target(const floating* y, Py_ssize_t label, Py_ssize_t j) no
 
 cdef inline double _weight(const floating[::1] sw, Py_ssize_t i) noexcept nogil:
     return sw[i] if sw.shape[0] > 0 else 1.0
-
-
-cdef double* _rows_out(object per_sample, Py_ssize_t n) except? NULL:
-    """The float64 (n,) array receiving each row's loss, as a pointer (NULL: not wanted).
-    The caller keeps the array alive for the call."""
-    cdef double[::1] out
-    if per_sample is None:
-        return NULL
-    out = per_sample
-    if out.shape[0] != n:
-        raise ValueError(f"per_sample: expected shape ({n},), got ({out.shape[0]},)")
-    return &out[0] if n > 0 else NULL
 
 
 cdef inline void _keep(double* per_sample, Py_ssize_t i, double li) noexcept nogil:

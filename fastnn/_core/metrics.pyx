@@ -15,6 +15,8 @@ from libc.math cimport ceil, exp
 from libc.stdint cimport int64_t
 from cython cimport floating
 
+from fastnn._core.rows cimport _rows_out
+
 
 cdef inline double _w(const floating* sw, Py_ssize_t i) noexcept nogil:
     return sw[i] if sw != NULL else 1.0
@@ -50,17 +52,6 @@ cdef inline bint _kept_by_top_k(const floating* row, Py_ssize_t m, Py_ssize_t c,
             if ahead >= k:
                 return False
     return True
-
-
-cdef double* _rows_out(object per_sample, Py_ssize_t n) except? NULL:
-    """The float64 (n,) array receiving each row's (unweighted) value, or NULL."""
-    cdef double[::1] out
-    if per_sample is None:
-        return NULL
-    out = per_sample
-    if out.shape[0] != n:
-        raise ValueError(f"per_sample: expected shape ({n},), got ({out.shape[0]},)")
-    return &out[0] if n > 0 else NULL
 
 
 cdef const floating[::1] _weight_view(const floating[:, ::1] like, object sample_weight):
@@ -237,38 +228,36 @@ def count_in_sorted_ids(const floating[:, ::1] p not None, const int64_t[::1] la
     return hits
 
 
-def sum_absolute_error(const floating[:, ::1] p not None, const floating[:, ::1] y not None,
-                       sample_weight=None):
-    """sum_i w_i mean_j |p_ij - y_ij|."""
+cdef double _sum_row_errors(const floating[:, ::1] p, const floating[:, ::1] y,
+                            object sample_weight, object per_sample, bint squared) except? -1:
+    """sum_i w_i mean_j e(p_ij - y_ij), e = |d| or d^2; per_sample gets each row's mean."""
     cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i, j
     cdef const floating[::1] sw_view = _weight_view(p, sample_weight)
     cdef const floating* sw = _weights(sample_weight, sw_view, n)
+    cdef double* out = _rows_out(per_sample, n)
     cdef double total = 0, row, d
     with nogil:
         for i in range(n):
             row = 0
             for j in range(m):
                 d = <double>p[i, j] - <double>y[i, j]
-                row += d if d >= 0 else -d
+                row += d * d if squared else (d if d >= 0 else -d)
             total += _w(sw, i) * row / m
+            if out != NULL:
+                out[i] = row / m
     return total
+
+
+def sum_absolute_error(const floating[:, ::1] p not None, const floating[:, ::1] y not None,
+                       sample_weight=None, per_sample=None):
+    """sum_i w_i mean_j |p_ij - y_ij|."""
+    return _sum_row_errors(p, y, sample_weight, per_sample, False)
 
 
 def sum_squared_error(const floating[:, ::1] p not None, const floating[:, ::1] y not None,
-                      sample_weight=None):
+                      sample_weight=None, per_sample=None):
     """sum_i w_i mean_j (p_ij - y_ij)^2."""
-    cdef Py_ssize_t n = p.shape[0], m = p.shape[1], i, j
-    cdef const floating[::1] sw_view = _weight_view(p, sample_weight)
-    cdef const floating* sw = _weights(sample_weight, sw_view, n)
-    cdef double total = 0, row, d
-    with nogil:
-        for i in range(n):
-            row = 0
-            for j in range(m):
-                d = <double>p[i, j] - <double>y[i, j]
-                row += d * d
-            total += _w(sw, i) * row / m
-    return total
+    return _sum_row_errors(p, y, sample_weight, per_sample, True)
 
 
 cdef inline Py_ssize_t _bucket(double v, const double* thresholds, Py_ssize_t t,
