@@ -217,6 +217,11 @@ class Layer:
         """After a training step's update: fold the step's statistics into the layer's
         non-trainable state (batch normalization's moving averages)."""
 
+    def invalid_weights(self):
+        """Why the layer's current weights break an invariant of the layer (a message),
+        or None. Loading checks it: a file can hold finite values no layer could reach."""
+        return None
+
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable}
 
@@ -792,6 +797,13 @@ class BatchNormalization(_Normalization):
                            doc="The live moving mean (features,).")
     moving_variance = property(lambda self: self._named("moving_variance"),
                                doc="The live moving variance (features,).")
+
+    def invalid_weights(self):
+        # A variance is never negative (moving averages of variances stay >= 0); a negative
+        # one makes inference take the square root of a negative number: NaN outputs.
+        if (self.moving_variance < 0).any():
+            return "moving_variance has negative entries"
+        return None
 
     def make_buffers(self, n, dtype, training, need_grad_x):
         buf = _Buffers()

@@ -506,6 +506,15 @@ def _read_npy(z, name, dtype, count, path):
     return array
 
 
+def _check_layer_weights(model, path):
+    """ModelFileError if a layer's loaded weights break one of its invariants (finite
+    values a layer could never hold, e.g. a negative batch-norm variance)."""
+    for layer in model.layers:
+        problem = layer.invalid_weights()
+        if problem is not None:
+            raise ModelFileError(f"{path}: parameters.npy: layer {layer.name!r}: {problem}")
+
+
 def load_model(path, compile=True):
     """Load a model written by ``model.save(path)``: architecture, weights, and (unless
     compile=False) the loss, metrics and optimizer with its state, ready to continue
@@ -521,6 +530,7 @@ def load_model(path, compile=True):
         model = _build(doc, path)
         store = model.parameter_store
         store.params[:] = _read_npy(z, "parameters.npy", model.dtype, store.size, path)
+        _check_layer_weights(model, path)
         if compile:
             _restore_compile(model, doc, lambda k: _read_npy(
                 z, f"optimizer/{k}.npy", model.dtype, store.size, path), path)
@@ -605,6 +615,7 @@ def build_model(doc, arrays, objects=None, path="<in-memory model>"):
         model = _build(doc, path)
         store = model.parameter_store
         store.params[:] = _checked_array(arrays, "parameters", model.dtype, store.size, path)
+        _check_layer_weights(model, path)
     else:
         dtype = _field(doc, "dtype", str, path)
         layers = [L.from_config(e["class"], e["config"]) for e in
@@ -648,4 +659,11 @@ def load_weights(model, path):
                                  f"parameters) than this model ({mine}, input "
                                  f"{model.input_dim}, {size} parameters)")
         data = _read_npy(z, "parameters.npy", dtype, count, path)
-    model.parameter_store.params[:] = data
+    params = model.parameter_store.params
+    previous = params.copy()
+    params[:] = data
+    try:
+        _check_layer_weights(model, path)
+    except ModelFileError:
+        params[:] = previous       # a refused file leaves the model as it was
+        raise

@@ -826,3 +826,46 @@ def test_saving_to_a_symlink_writes_its_target(tmp_path):
     assert link.is_symlink() and os.readlink(link) == os.path.join("real", "m.fnn")
     assert same_weights(fn.load_model(target), second)
     assert not _atomic.temporaries(target) and not _atomic.temporaries(link)
+
+
+# ------------------------------------------------- layer invariants of loaded weights --
+def _batch_norm_with_negative_variance():
+    fn.set_seed(3)
+    model = fn.Sequential([fn.layers.Dense(4, input_dim=3),
+                           fn.layers.BatchNormalization(name="bn"),
+                           fn.layers.Dense(2)])
+    model.build()
+    bn = model.get_layer("bn")
+    gamma, beta, mean, var = bn.get_weights()
+    var[1] = -0.5              # finite, so only the layer's own invariant can refuse it
+    bn.set_weights([gamma, beta, mean, var])
+    return model
+
+
+def test_a_negative_batch_norm_variance_in_a_file_is_refused(tmp_path):
+    # Loading it would make every prediction NaN (the square root of a negative number).
+    path = str(tmp_path / "bad.fnn")
+    _batch_norm_with_negative_variance().save(path)
+    with pytest.raises(fn.ModelFileError, match=r"parameters.npy: layer 'bn': moving_variance"):
+        fn.load_model(path)
+
+
+def test_load_weights_refusing_a_negative_variance_leaves_the_model_unchanged(tmp_path):
+    path = str(tmp_path / "bad.weights")
+    _batch_norm_with_negative_variance().save_weights(path)
+    fn.set_seed(4)
+    model = fn.Sequential([fn.layers.Dense(4, input_dim=3),
+                           fn.layers.BatchNormalization(name="bn"),
+                           fn.layers.Dense(2)])
+    model.build()
+    before = model.get_weights()
+    with pytest.raises(fn.ModelFileError, match="moving_variance"):
+        model.load_weights(path)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_negative_variance_is_refused_when_unpickling_too():
+    import pickle
+    with pytest.raises(fn.ModelFileError, match="moving_variance"):
+        pickle.loads(pickle.dumps(_batch_norm_with_negative_variance()))
