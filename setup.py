@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 from Cython.Build import cythonize
 
 KERNELS = ["blas", "dense", "activations", "losses", "metrics", "optim", "ops", "random",
-           "sparse", "norm", "poisson"]
+           "sparse", "norm", "poisson", "step"]
 
 
 def expand_templates():

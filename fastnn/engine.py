@@ -15,10 +15,15 @@ and use its layers, loss, optimizer and ``parameter_store``; this module never i
 fastnn.models (the model imports it).
 """
 import collections
+import inspect
 
 import numpy as np
 
+from fastnn import layers as _layers
+from fastnn import losses as _losses
+from fastnn._core import optim as _optim
 from fastnn._core import random as _rand
+from fastnn._core import step as _compiled
 
 _MAX_CACHED_SIZES = 4   # batch sizes whose buffers are kept (a fit needs at most 2)
 
@@ -43,12 +48,14 @@ class Workspace:
                 self.y = np.empty((n, model.output_dim), dt)
         if with_loss:
             self.grad = np.empty((n, model.output_dim), dt)
+        self.compiled = False        # the CompiledStep, built on first use (see compiled_step)
 
     def rows(self, n):
         """A workspace for a batch of n < self.n rows made of views of this one."""
         view = object.__new__(Workspace)
         view.__dict__.update({k: _first_rows(v, self.n, n) for k, v in vars(self).items()})
         view.n = n
+        view.compiled = False
         view.inputs = [None] * len(self.inputs)
         view.bufs = []
         for buf in self.bufs:
@@ -152,6 +159,88 @@ def apply_update(model):
 
 
 
+# -------------------------------------------------------------- the compiled step --
+_COMPILED_KINDS = {_layers.Dense: _compiled.LayerKind.DENSE, _layers.Dropout: _compiled.LayerKind.DROPOUT,
+                   _layers.Activation: _compiled.LayerKind.ACTIVATION,
+                   _layers.Softmax: _compiled.LayerKind.ACTIVATION, _layers.Flatten: _compiled.LayerKind.PASS}
+_COMPILED_LOSSES = (_losses.CategoricalCrossentropy, _losses.SparseCategoricalCrossentropy)
+
+
+def compiled_step(model, ws):
+    """The training workspace ws's CompiledStep (fastnn/_core/step.pyx: the whole step
+    in one call), built on first use; None when the model, its loss or its optimizer
+    has a part only the Python step below runs."""
+    if ws.compiled is False:
+        ws.compiled = _build_compiled_step(model, ws)
+    return ws.compiled
+
+
+def _compiles(model):
+    """Can the compiled step run this model's step: dense, dropout, activation and
+    flatten layers ending in a dense or activation layer, a softmax cross-entropy (fused
+    with the last softmax, or from logits), an optimizer whose rule can be prepared
+    (every one of fastnn's) and no gradient clipping by norm."""
+    loss, opt, last = model.loss, model.optimizer, model.layers[-1]
+    return (type(loss) in _COMPILED_LOSSES and (model._fused or loss.from_logits)
+            and all(type(layer) in _COMPILED_KINDS for layer in model.layers)
+            and _COMPILED_KINDS[type(last)] in (_compiled.LayerKind.DENSE, _compiled.LayerKind.ACTIVATION)
+            and not model._stateful
+            and opt.clipnorm is None and opt.global_clipnorm is None
+            and "into" in inspect.signature(type(opt)._update).parameters)
+
+
+def _build_compiled_step(model, ws):
+    if not _compiles(model):
+        return None
+    specs = []
+    for layer, buf in zip(model.layers, ws.bufs):
+        kind = _COMPILED_KINDS[type(layer)]
+        if kind == _compiled.LayerKind.DENSE:
+            specs.append((kind, layer.input_dim, layer.units, layer._code, layer.alpha,
+                          layer.W, layer.b, layer.dW, layer.db, buf.out, buf.z,
+                          buf.grad_x, None, layer.use_bias))
+        elif kind == _compiled.LayerKind.DROPOUT:
+            specs.append((kind, layer.units, layer.units, 0, 0.0, None, None, None, None,
+                          buf.out, None, None, buf.mask, False))
+        elif kind == _compiled.LayerKind.ACTIVATION:
+            specs.append((kind, layer.units, layer.units, layer._code, layer.alpha, None,
+                          None, None, None, buf.out, None, None, None, False))
+        else:
+            specs.append((kind, layer.units, layer.units, 0, 0.0) + (None,) * 8 + (False,))
+    store = model.parameter_store
+    last = model.layers[-1]
+    step = _compiled.CompiledStep(
+        specs, ws.n, model.input_dim, model.output_dim, model.dtype, model._fused,
+        model._fused and _COMPILED_KINDS[type(last)] == _compiled.LayerKind.ACTIVATION,
+        model.loss.target == "sparse", getattr(model.loss, "label_smoothing", 0.0),
+        ws.grad, store.grads, ws.bufs[-1].out, store.frozen_ranges)
+    step.update = _optim.Update()
+    # what a step reads from Python because it may change between steps
+    step.dense = [(i, layer) for i, layer in enumerate(model.layers)
+                  if type(layer) is _layers.Dense]
+    step.dropout = [(i, layer) for i, layer in enumerate(model.layers)
+                    if type(layer) is _layers.Dropout]
+    return step
+
+
+def _compiled_train_step(model, step, x, y, sw, epoch, batch, metrics):
+    """train_step through the CompiledStep ``step``: the same bits as the Python path."""
+    for i, layer in step.dense:
+        step.set_layer(i, 0.0, 0, *layer._backward_l1_l2())
+    for i, layer in step.dropout:
+        step.set_layer(i, layer.rate, model.seed if layer.seed is None else layer.seed,
+                       0.0, 0.0, 0.0, 0.0)
+    store, optimizer = model.parameter_store, model.optimizer
+    optimizer.prepare(step.update, store.params, store.grads)
+    loss_sum, penalty, status, _ = step.run(x, y, sw, epoch, batch, 1.0 / x.shape[0],
+                                            step.update)
+    for metric in metrics:
+        metric.update_batch(step.output, y)
+    if status != "non-finite":
+        optimizer.commit()
+    return loss_sum / x.shape[0], penalty, status
+
+
 def train_step(model, ws, x, y, sw, epoch, step, n=None, row_offset=0, metrics=(),
                reduce=None, update=True):
     """THE training step on one batch: forward (training mode) -> loss -> the metrics'
@@ -172,6 +261,11 @@ def train_step(model, ws, x, y, sw, epoch, step, n=None, row_offset=0, metrics=(
     update=False, else 'ok', 'non-finite' (the loss or a gradient is NaN/inf: nothing was
     updated) or 'overflow' (finite gradients, but the update made weights infinite).
     """
+    if ws is not None and reduce is None and update and row_offset == 0 and \
+            (n is None or n == x.shape[0]):
+        compiled = compiled_step(model, ws)
+        if compiled is not None:
+            return _compiled_train_step(model, compiled, x, y, sw, epoch, step, metrics)
     if n is None:
         n = x.shape[0]
     loss_sum = penalty = 0.0

@@ -255,6 +255,40 @@ class Optimizer:
             (lambda w=w, g=g, s=s: self._update(w, g, s, lr, scale, clip))
             for w, g, s in parts]))
 
+    def prepare(self, update, params, grads):
+        """Fill the optim.Update ``update`` with the next step's update of the flat params
+        from the flat grads, exactly as apply would run it, but run nothing and change
+        nothing: a compiled step (fastnn/_core/step.pyx) runs it once it has seen the
+        gradients are finite, and then ``commit()`` counts the step. No clipnorm or
+        global_clipnorm (they rescale the gradients first: apply does that)."""
+        if self._slots is None:
+            raise ValueError(f"{type(self).__name__}.prepare: the optimizer is not built; "
+                             f"compile a model with it (or call build(params, bounds))")
+        if self.clipnorm is not None or self.global_clipnorm is not None:
+            raise ValueError(f"{type(self).__name__}.prepare: clipnorm and global_clipnorm "
+                             f"need apply")
+        lr = self.current_learning_rate()
+        saved = self._step_state()
+        self.iterations += 1
+        self._advance()
+        try:
+            self._update(params, grads, self._slots, lr, 1.0,
+                         _INF if self.clipvalue is None else self.clipvalue, into=update)
+        finally:
+            self._restore_step_state(saved)
+
+    def commit(self):
+        """Count the step a prepared update ran (what apply does besides the kernels)."""
+        self.iterations += 1
+        self._advance()
+
+    def _step_state(self):
+        """What a step changes besides the arrays (prepare undoes it)."""
+        return self.iterations
+
+    def _restore_step_state(self, saved):
+        self.iterations = saved
+
     def _chunk_views(self, params, grads):
         """Per-thread views (w, g, slots) of the flat arrays, made once and cached."""
         key = (id(params), id(grads), _threads.get_num_threads())
@@ -266,8 +300,9 @@ class Optimizer:
             self._chunk_key = key
         return self._chunks
 
-    def _update(self, w, g, s, lr, scale, clip):
-        """One kernel call on (views of) the flat arrays; s holds the slots' views."""
+    def _update(self, w, g, s, lr, scale, clip, into=None):
+        """One kernel call on (views of) the flat arrays; s holds the slots' views.
+        into: an optim.Update to fill instead of running (see prepare)."""
         raise NotImplementedError
 
     def _advance(self):
@@ -323,12 +358,12 @@ class SGD(Optimizer):
     def _slot_specs(self):
         return {"velocity": (self.momentum > 0, 0.0)}
 
-    def _update(self, w, g, s, lr, scale, clip):
+    def _update(self, w, g, s, lr, scale, clip, into=None):
         if self.momentum > 0:
             return _k.sgd_momentum(w, g, s["velocity"], lr, self.momentum, self.nesterov,
-                                   scale, clip)
+                                   scale, clip, into=into)
         else:
-            return _k.sgd(w, g, lr, scale, clip)
+            return _k.sgd(w, g, lr, scale, clip, into=into)
 
     def _hyper(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
@@ -349,8 +384,8 @@ class Adagrad(Optimizer):
     def _slot_specs(self):
         return {"accumulator": (True, self.initial_accumulator_value)}
 
-    def _update(self, w, g, s, lr, scale, clip):
-        return _k.adagrad(w, g, s["accumulator"], lr, self.epsilon, scale, clip)
+    def _update(self, w, g, s, lr, scale, clip, into=None):
+        return _k.adagrad(w, g, s["accumulator"], lr, self.epsilon, scale, clip, into=into)
 
     def _hyper(self):
         return {"initial_accumulator_value": self.initial_accumulator_value,
@@ -379,9 +414,9 @@ class RMSprop(Optimizer):
         return {"mean_square": (True, 0.0), "mean_grad": (self.centered, 0.0),
                 "velocity": (self.momentum > 0, 0.0)}
 
-    def _update(self, w, g, s, lr, scale, clip):
+    def _update(self, w, g, s, lr, scale, clip, into=None):
         return _k.rmsprop(w, g, s["mean_square"], s["mean_grad"], s["velocity"], lr, self.rho,
-                   self.momentum, self.epsilon, self.centered, scale, clip)
+                   self.momentum, self.epsilon, self.centered, scale, clip, into=into)
 
     def _hyper(self):
         return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
@@ -414,11 +449,11 @@ class Adam(Optimizer):
     def _slot_specs(self):
         return {"m": (True, 0.0), "v": (True, 0.0), "v_max": (self.amsgrad, 0.0)}
 
-    def _update(self, w, g, s, lr, scale, clip):
+    def _update(self, w, g, s, lr, scale, clip, into=None):
         t = self.iterations
         return _k.adam(w, g, s["m"], s["v"], s["v_max"], lr, self.beta_1, self.beta_2,
                 self.epsilon, 1.0 - self.beta_1 ** t, 1.0 - self.beta_2 ** t, self.amsgrad,
-                self.weight_decay, scale, clip)
+                self.weight_decay, scale, clip, into=into)
 
     def _hyper(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
@@ -470,6 +505,12 @@ class Nadam(Optimizer):
     def _advance(self):
         self._u_product *= self._u(self.iterations)
 
+    def _step_state(self):
+        return self.iterations, self._u_product
+
+    def _restore_step_state(self, saved):
+        self.iterations, self._u_product = saved
+
     def set_variables(self, state):
         super().set_variables(state)
         product = 1.0
@@ -487,12 +528,12 @@ class Nadam(Optimizer):
     def _slot_specs(self):
         return {"m": (True, 0.0), "v": (True, 0.0)}
 
-    def _update(self, w, g, s, lr, scale, clip):
+    def _update(self, w, g, s, lr, scale, clip, into=None):
         t = self.iterations
         u_next = self._u(t + 1)
         return _k.nadam(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2, self.epsilon,
                         self._u(t), u_next, self._u_product, self._u_product * u_next,
-                        1.0 - self.beta_2 ** t, scale, clip)
+                        1.0 - self.beta_2 ** t, scale, clip, into=into)
 
     def _hyper(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
@@ -514,9 +555,9 @@ class Adamax(Optimizer):
     def _slot_specs(self):
         return {"m": (True, 0.0), "u": (True, 0.0)}
 
-    def _update(self, w, g, s, lr, scale, clip):
+    def _update(self, w, g, s, lr, scale, clip, into=None):
         return _k.adamax(w, g, s["m"], s["u"], lr, self.beta_1, self.beta_2, self.epsilon,
-                         1.0 - self.beta_1 ** self.iterations, scale, clip)
+                         1.0 - self.beta_1 ** self.iterations, scale, clip, into=into)
 
     def _hyper(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
@@ -536,9 +577,9 @@ class Adadelta(Optimizer):
     def _slot_specs(self):
         return {"accumulated_grad": (True, 0.0), "accumulated_delta_var": (True, 0.0)}
 
-    def _update(self, w, g, s, lr, scale, clip):
+    def _update(self, w, g, s, lr, scale, clip, into=None):
         return _k.adadelta(w, g, s["accumulated_grad"], s["accumulated_delta_var"], lr,
-                           self.rho, self.epsilon, scale, clip)
+                           self.rho, self.epsilon, scale, clip, into=into)
 
     def _hyper(self):
         return {"rho": self.rho, "epsilon": self.epsilon}
@@ -567,9 +608,9 @@ class Lion(Optimizer):
     def _slot_specs(self):
         return {"m": (True, 0.0)}
 
-    def _update(self, w, g, s, lr, scale, clip):
+    def _update(self, w, g, s, lr, scale, clip, into=None):
         return _k.lion(w, g, s["m"], lr, self.beta_1, self.beta_2, self.weight_decay or 0.0,
-                       scale, clip)
+                       scale, clip, into=into)
 
     def _hyper(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2,

@@ -33,6 +33,7 @@ class ParameterStore:
         self.names = list(names)
         self.grads_finite = _parallel.ChunkedCheck(self.grads)
         self.frozen = []             # (non-trainable parameters, a place to keep them)
+        self.frozen_ranges = []      # their (lo, hi) offsets
         self.frozen_grads = []
 
     @property
@@ -92,6 +93,7 @@ class ParameterStore:
                     ranges[-1][1] = hi
                 else:
                     ranges.append([lo, hi])
+        self.frozen_ranges = [(lo, hi) for lo, hi in ranges]
         self.frozen = [(self.params[lo:hi], np.empty(hi - lo, self.params.dtype))
                        for lo, hi in ranges]
         self.frozen_grads = [self.grads[lo:hi] for lo, hi in ranges]

@@ -52,3 +52,9 @@ cdef void matmul(bint trans_a, bint trans_b, int m, int n, int k,
                  floating alpha, const floating* a, int lda,
                  const floating* b, int ldb,
                  floating beta, floating* c, int ldc) noexcept nogil
+
+
+# A job for fastnn's threads: chunk_fn(args, chunk) for chunk in 0..nchunks-1.
+ctypedef void (*chunk_fn)(void* args, int chunk) noexcept nogil
+
+cdef void parallel_run(chunk_fn fn, void* args, int nchunks) noexcept nogil

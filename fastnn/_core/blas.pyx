@@ -4,8 +4,7 @@ from cython cimport floating
 
 
 cdef extern from "workpool.h" nogil:
-    ctypedef void (*fastnn_chunk_fn)(void* args, int chunk) noexcept nogil
-    void fastnn_pool_run(fastnn_chunk_fn fn, void* args, int nchunks, int threads)
+    void fastnn_pool_run(chunk_fn fn, void* args, int nchunks, int threads)
 
 
 # The threads a large gemm is split over (fastnn.set_num_threads sets it; BLAS itself runs
@@ -17,6 +16,12 @@ cdef double SPLIT_MIN = 1 << 22
 # Each chunk does at least this many multiply-adds (about 0.1-1 ms on one core), so the
 # per-chunk cost of taking it is negligible.
 cdef double CHUNK_MIN = 1 << 20
+
+
+cdef void parallel_run(chunk_fn fn, void* args, int nchunks) noexcept nogil:
+    """fn(args, 0..nchunks-1) on fastnn's threads (the caller is one), each chunk taken
+    from a shared counter (workpool.h); chunks must be independent."""
+    fastnn_pool_run(fn, args, nchunks, _split_threads)
 
 
 def set_split_threads(int n):

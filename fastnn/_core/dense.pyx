@@ -15,6 +15,15 @@ from fastnn._core.blas cimport matmul
 from fastnn._core.activations cimport bias_activation, activation_grad_bias
 
 
+cdef void dense_forward_core(const floating* x, const floating* w, const floating* b,
+                             floating* out, floating* keep_z, int n, int k, int m,
+                             int activation, floating alpha) noexcept nogil:
+    """out (n, m) = act(x (n, k) @ w (k, m) + b); z = x @ w + b also into keep_z unless
+    NULL. Flush-to-zero is the caller's."""
+    matmul(False, False, n, m, k, <floating>1, x, k, w, m, <floating>0, out, m)
+    bias_activation(out, b, keep_z, n, m, activation, alpha)
+
+
 def dense_forward(const floating[:, ::1] x not None, const floating[:, ::1] w not None, const floating[::1] b not None,
                   floating[:, ::1] out not None, floating[:, ::1] keep_z not None, int activation,
                   floating alpha=0):
@@ -23,9 +32,8 @@ def dense_forward(const floating[:, ::1] x not None, const floating[:, ::1] w no
     cdef floating* z = &keep_z[0, 0] if keep_z.shape[0] > 0 else NULL
     cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
-        matmul(False, False, n, m, k, <floating>1, &x[0, 0], k, &w[0, 0], m,
-               <floating>0, &out[0, 0], m)
-        bias_activation(&out[0, 0], &b[0], z, n, m, activation, alpha)
+        dense_forward_core(&x[0, 0], &w[0, 0], &b[0], &out[0, 0], z, n, k, m, activation,
+                           alpha)
     fastnn_ftz_restore(mode)
 
 
@@ -93,6 +101,19 @@ cdef double _weight_gradients(const floating* x, const floating* w, const floati
     return penalty
 
 
+cdef double dense_backward_core(const floating* x, const floating* w, const floating* b,
+                                const floating* out, floating* grad_out, floating* grad_w,
+                                floating* grad_b, floating* grad_x, int n, int k, int m,
+                                int activation, floating alpha, floating kernel_l1,
+                                floating kernel_l2, floating bias_l1,
+                                floating bias_l2) noexcept nogil:
+    """dense_backward's work on raw pointers (grad_x NULL: not wanted). Flush-to-zero is
+    the caller's."""
+    activation_grad_bias(out, grad_out, grad_b, n, m, activation, alpha)
+    return _weight_gradients(x, w, b, grad_out, grad_w, grad_b, grad_x, n, k, m,
+                             kernel_l1, kernel_l2, bias_l1, bias_l2)
+
+
 def dense_backward(const floating[:, ::1] x not None, const floating[:, ::1] w not None,
                    const floating[::1] b not None, const floating[:, ::1] out not None,
                    floating[:, ::1] grad_out not None, floating[:, ::1] grad_w not None,
@@ -110,12 +131,11 @@ def dense_backward(const floating[:, ::1] x not None, const floating[:, ::1] w n
     cdef double penalty = 0
     cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
-        activation_grad_bias(&out[0, 0], &grad_out[0, 0], &grad_b[0], n, m,
-                             activation, alpha)
-        penalty = _weight_gradients(&x[0, 0], &w[0, 0], &b[0], &grad_out[0, 0],
-                                    &grad_w[0, 0], &grad_b[0],
-                                    &grad_x[0, 0] if grad_x.shape[0] > 0 else NULL,
-                                    n, k, m, kernel_l1, kernel_l2, bias_l1, bias_l2)
+        penalty = dense_backward_core(&x[0, 0], &w[0, 0], &b[0], &out[0, 0],
+                                      &grad_out[0, 0], &grad_w[0, 0], &grad_b[0],
+                                      &grad_x[0, 0] if grad_x.shape[0] > 0 else NULL,
+                                      n, k, m, activation, alpha, kernel_l1, kernel_l2,
+                                      bias_l1, bias_l2)
     fastnn_ftz_restore(mode)
     return penalty
 

@@ -82,6 +82,32 @@ cdef double _softmax_cross_entropy_row(const floating* z, const floating* p,
     return li
 
 
+cdef double softmax_cross_entropy_core(const floating* z, const floating* p,
+                                       const floating* y, const int64_t* labels,
+                                       const floating* sample_weight, Py_ssize_t n,
+                                       Py_ssize_t m, double label_smoothing, double scale,
+                                       floating* grad, double* per_sample) noexcept nogil:
+    """Σᵢ wᵢ·lossᵢ of softmax(z) (z, grad: (n, m)) against target rows y (n, m), or, when
+    y is NULL, integer labels (n,) in [0, m). p = softmax(z) (NULL: computed here, for
+    from_logits). sample_weight (n,) or NULL (all ones); per_sample (n,) or NULL. Writes
+    grad = scale·wᵢ·dlossᵢ/dz."""
+    cdef Py_ssize_t i
+    cdef double total = 0, li, w, keep = 1 - label_smoothing, add = label_smoothing / m
+    for i in range(n):
+        w = sample_weight[i] if sample_weight != NULL else 1.0
+        li = _softmax_cross_entropy_row(z + i * m, p + i * m if p != NULL else NULL,
+                                        y + i * m if y != NULL else NULL,
+                                        labels[i] if y == NULL else -1, m, keep, add,
+                                        w * scale, grad + i * m)
+        total += w * li
+        _keep(per_sample, i, li)
+    return total
+
+
+cdef inline const floating* _weights_or_null(const floating[::1] sw) noexcept nogil:
+    return &sw[0] if sw.shape[0] > 0 else NULL
+
+
 def softmax_cross_entropy(const floating[:, ::1] z not None, const floating[:, ::1] p not None,
                           const floating[:, ::1] y not None, const floating[::1] sample_weight not None,
                           floating[:, ::1] grad not None, double scale,
@@ -90,16 +116,15 @@ def softmax_cross_entropy(const floating[:, ::1] z not None, const floating[:, :
 
     loss_i = sum_j t_ij * (lse(z_i) - z_ij);  dL/dz_ij = (sum_j t_ij) * p_ij - t_ij.
     """
-    cdef Py_ssize_t n = z.shape[0], m = z.shape[1], i
-    cdef double total = 0, li, w, keep = 1 - label_smoothing, add = label_smoothing / m
+    cdef Py_ssize_t n = z.shape[0], m = z.shape[1]
+    cdef double total = 0
     cdef double* out = _rows_out(per_sample, n)
+    if n == 0:
+        return 0.0
     with nogil:
-        for i in range(n):
-            w = _weight(sample_weight, i)
-            li = _softmax_cross_entropy_row(&z[i, 0], &p[i, 0], &y[i, 0], -1, m, keep, add,
-                                            w * scale, &grad[i, 0])
-            total += w * li
-            _keep(out, i, li)
+        total = softmax_cross_entropy_core(&z[0, 0], &p[0, 0], &y[0, 0], <const int64_t*>NULL,
+                                           _weights_or_null(sample_weight), n, m,
+                                           label_smoothing, scale, &grad[0, 0], out)
     return total
 
 
@@ -111,16 +136,15 @@ def sparse_softmax_cross_entropy(const floating[:, ::1] z not None, const floati
 
     loss_i = lse(z_i) - z_i[label_i];  dL/dz_ij = p_ij - [j == label_i].
     """
-    cdef Py_ssize_t n = z.shape[0], m = z.shape[1], i
-    cdef double total = 0, li, w
+    cdef Py_ssize_t n = z.shape[0], m = z.shape[1]
+    cdef double total = 0
     cdef double* out = _rows_out(per_sample, n)
+    if n == 0:
+        return 0.0
     with nogil:
-        for i in range(n):
-            w = _weight(sample_weight, i)
-            li = _softmax_cross_entropy_row(&z[i, 0], &p[i, 0], <const floating*>NULL,
-                                            labels[i], m, 1.0, 0.0, w * scale, &grad[i, 0])
-            total += w * li
-            _keep(out, i, li)
+        total = softmax_cross_entropy_core(&z[0, 0], &p[0, 0], <const floating*>NULL,
+                                           &labels[0], _weights_or_null(sample_weight), n,
+                                           m, 0.0, scale, &grad[0, 0], out)
     return total
 
 
@@ -131,16 +155,16 @@ def cross_entropy_from_logits(const floating[:, ::1] z not None,
                               double label_smoothing=0.0, per_sample=None):
     """softmax_cross_entropy for from_logits=True: the softmax is computed here from z
     (the output of a linear layer); same loss and dL/dz."""
-    cdef Py_ssize_t n = z.shape[0], m = z.shape[1], i
-    cdef double total = 0, li, w, keep = 1 - label_smoothing, add = label_smoothing / m
+    cdef Py_ssize_t n = z.shape[0], m = z.shape[1]
+    cdef double total = 0
     cdef double* out = _rows_out(per_sample, n)
+    if n == 0:
+        return 0.0
     with nogil:
-        for i in range(n):
-            w = _weight(sample_weight, i)
-            li = _softmax_cross_entropy_row(&z[i, 0], <const floating*>NULL, &y[i, 0], -1, m,
-                                            keep, add, w * scale, &grad[i, 0])
-            total += w * li
-            _keep(out, i, li)
+        total = softmax_cross_entropy_core(&z[0, 0], <const floating*>NULL, &y[0, 0],
+                                           <const int64_t*>NULL,
+                                           _weights_or_null(sample_weight), n, m,
+                                           label_smoothing, scale, &grad[0, 0], out)
     return total
 
 
@@ -150,17 +174,16 @@ def sparse_cross_entropy_from_logits(const floating[:, ::1] z not None,
                                      floating[:, ::1] grad not None, double scale,
                                      per_sample=None):
     """sparse_softmax_cross_entropy for from_logits=True (softmax computed here)."""
-    cdef Py_ssize_t n = z.shape[0], m = z.shape[1], i
-    cdef double total = 0, li, w
+    cdef Py_ssize_t n = z.shape[0], m = z.shape[1]
+    cdef double total = 0
     cdef double* out = _rows_out(per_sample, n)
+    if n == 0:
+        return 0.0
     with nogil:
-        for i in range(n):
-            w = _weight(sample_weight, i)
-            li = _softmax_cross_entropy_row(&z[i, 0], <const floating*>NULL,
-                                            <const floating*>NULL, labels[i], m, 1.0, 0.0,
-                                            w * scale, &grad[i, 0])
-            total += w * li
-            _keep(out, i, li)
+        total = softmax_cross_entropy_core(&z[0, 0], <const floating*>NULL,
+                                           <const floating*>NULL, &labels[0],
+                                           _weights_or_null(sample_weight), n, m, 0.0,
+                                           scale, &grad[0, 0], out)
     return total
 
 

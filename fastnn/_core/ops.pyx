@@ -67,6 +67,17 @@ def scale_segments(floating[::1] x not None, const int64_t[::1] bounds not None,
                     x[i] *= f
 
 
+cdef bint all_finite_core(const floating* x, Py_ssize_t n) noexcept nogil:
+    """True when none of x[0..n) is NaN or +-inf (see all_finite)."""
+    if n == 0:
+        return True
+    if floating is float:
+        return fastnn_words_finite(<const unsigned int*>x, n, 1, 0, 0x7f800000u) != 0
+    else:
+        return fastnn_words_finite(<const unsigned int*>x, n, 2, _HIGH_WORD,
+                                   0x7ff00000u) != 0
+
+
 def all_finite(const floating[::1] x not None):
     """True when no entry of x is NaN or +-inf.
 
@@ -75,17 +86,12 @@ def all_finite(const floating[::1] x not None):
     exponent lives in its high 32-bit word, so doubles are tested through that word.
     """
     cdef Py_ssize_t n = x.shape[0]
-    cdef const unsigned int* p
-    cdef int ok
+    cdef bint ok
     if n == 0:
         return True
-    p = <const unsigned int*>&x[0]
     with nogil:
-        if floating is float:
-            ok = fastnn_words_finite(p, n, 1, 0, 0x7f800000u)
-        else:
-            ok = fastnn_words_finite(p, n, 2, _HIGH_WORD, 0x7ff00000u)
-    return ok != 0
+        ok = all_finite_core(&x[0], n)
+    return ok
 
 
 # ------------------------------------------------------------------------------------------

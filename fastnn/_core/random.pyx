@@ -16,12 +16,16 @@ cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
     return z ^ (z >> 31)
 
 
-def mix_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t c):
-    """A 64-bit stream key from a seed and three counters (e.g. epoch, step, layer)."""
+cdef uint64_t mix_key_core(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) noexcept nogil:
     cdef uint64_t k = _mix(seed + <uint64_t>0x9e3779b97f4a7c15ULL)
     k = _mix(k ^ (a + <uint64_t>0x9e3779b97f4a7c15ULL))
     k = _mix(k ^ (b + <uint64_t>0x3c6ef372fe94f82aULL))
     return _mix(k ^ (c + <uint64_t>0xdaa66d2c7ddf743fULL))
+
+
+def mix_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t c):
+    """A 64-bit stream key from a seed and three counters (e.g. epoch, step, layer)."""
+    return mix_key_core(seed, a, b, c)
 
 
 def uniform(floating[::1] out not None, uint64_t key):
@@ -37,34 +41,47 @@ def uniform(floating[::1] out not None, uint64_t key):
                 out[i] = (_mix(key + <uint64_t>i) >> 11) * (1.0 / 9007199254740992.0)
 
 
+cdef void dropout_forward_core(const floating* x, floating* mask, floating* out,
+                               Py_ssize_t n, Py_ssize_t m, double rate,
+                               uint64_t key) noexcept nogil:
+    """dropout_forward on raw pointers (x, mask, out: (n, m))."""
+    cdef Py_ssize_t i, size = n * m
+    cdef floating keep_scale = <floating>(1.0 / (1.0 - rate))
+    # Drop when the top 53 bits, as an integer, fall below rate * 2^53.
+    cdef uint64_t threshold = <uint64_t>(rate * 9007199254740992.0)
+    for i in range(size):
+        if (_mix(key + <uint64_t>i) >> 11) < threshold:
+            mask[i] = 0
+            out[i] = 0
+        else:
+            mask[i] = keep_scale
+            out[i] = x[i] * keep_scale
+
+
 def dropout_forward(const floating[:, ::1] x not None, floating[:, ::1] mask not None, floating[:, ::1] out not None,
                     double rate, uint64_t key):
     """Inverted dropout: mask = (u >= rate) / (1 - rate), out = x * mask; shapes (n, m).
 
     0 <= rate < 1 is checked in Python. Kept units are scaled by 1 / (1 - rate) so the
-    expected activation is unchanged and nothing needs rescaling at inference.
+    expected activation is unchanged and nothing needs rescaling at inference. Entry
+    (i, j) is decided by (key, i·m + j).
     """
-    cdef Py_ssize_t i, j, n = x.shape[0], m = x.shape[1]
-    cdef uint64_t threshold, counter
-    cdef floating keep_scale = <floating>(1.0 / (1.0 - rate))
-    # Drop when the top 53 bits, as an integer, fall below rate * 2^53.
-    threshold = <uint64_t>(rate * 9007199254740992.0)
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return
     with nogil:
-        for i in range(n):
-            for j in range(m):
-                counter = <uint64_t>(i * m + j)
-                if (_mix(key + counter) >> 11) < threshold:
-                    mask[i, j] = 0
-                    out[i, j] = 0
-                else:
-                    mask[i, j] = keep_scale
-                    out[i, j] = x[i, j] * keep_scale
+        dropout_forward_core(&x[0, 0], &mask[0, 0], &out[0, 0], x.shape[0], x.shape[1],
+                             rate, key)
+
+
+cdef void multiply_core(floating* x, const floating* factor, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(size):
+        x[i] *= factor[i]
 
 
 def multiply_inplace(floating[:, ::1] x not None, const floating[:, ::1] factor not None):
     """x *= factor, element-wise, same shapes (dropout's backward)."""
-    cdef Py_ssize_t i, j
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return
     with nogil:
-        for i in range(x.shape[0]):
-            for j in range(x.shape[1]):
-                x[i, j] *= factor[i, j]
+        multiply_core(&x[0, 0], &factor[0, 0], x.shape[0] * x.shape[1])

@@ -1,0 +1,390 @@
+"""The compiled training step: one call runs a whole step of a Sequential of dense,
+dropout, activation and flatten layers under a softmax cross-entropy, with the GIL
+released:
+
+  forward (dropout masks included) -> loss and dL/dz -> backward (dW, db, dx and the
+  L1/L2 gradients) -> finiteness -> the optimizer's update of every trainable parameter.
+
+It chains the kernels' nogil cores (dense.pxd, random.pxd, losses.pxd, ops.pxd, optim.pxd)
+in exactly the order fastnn/engine.py's Python step calls their wrappers, so the two give
+the same bits; engine.train_step uses this one whenever the model, loss and optimizer are
+of the kinds above and the Python step otherwise (and the tests compare the two).
+
+A CompiledStep is built once per (model, batch size) from the model's layers and a
+training workspace (fastnn/engine.py): it holds the addresses of every buffer, so a
+step reads no Python attribute but the few that may change between steps (the
+regularization coefficients, dropout rates and the seed). The optimizer's per-step
+scalars come prepared in an optim.Update.
+"""
+from libc.stdint cimport uint64_t, int64_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS
+from cython cimport floating
+
+from fastnn._core.fpmode cimport fastnn_ftz_on, fastnn_ftz_restore
+from fastnn._core.blas cimport parallel_run
+from fastnn._core.activations cimport bias_activation, activation_grad_bias, LINEAR
+from fastnn._core.dense cimport dense_forward_core, dense_backward_core
+from fastnn._core.losses cimport softmax_cross_entropy_core
+from fastnn._core.ops cimport all_finite_core
+from fastnn._core.optim cimport Update, update_t, update_range
+from fastnn._core.random cimport mix_key_core, dropout_forward_core, multiply_core
+
+import numpy as np
+
+# Layer kinds (fastnn/engine.py maps the layer classes onto them).
+cpdef enum LayerKind:
+    DENSE = 0
+    DROPOUT = 1
+    ACTIVATION = 2
+    PASS = 3            # Flatten: the input goes through unchanged
+
+# Step outcomes, as engine.train_step names them.
+STATUS = ("ok", "non-finite", "overflow")
+
+# The flat arrays are cut into at most this many chunks for the threads, each at least
+# CHUNK_MIN elements (a few µs of streaming: less is not worth a hand-over).
+cdef enum:
+    MAX_CHUNKS = 16
+cdef Py_ssize_t CHUNK_MIN = 1 << 15
+
+
+ctypedef struct layer_t:
+    int kind, k, m, activation
+    double alpha
+    void* w
+    void* b
+    void* dw
+    void* db
+    void* out           # (n, m) output (NULL: the layer passes its input through)
+    void* z             # (n, m) kept logits, or NULL
+    void* grad_x        # (n, k) dL/dx, or NULL (the first layer needs none)
+    void* mask          # dropout's (n, m) mask
+    const void* input   # this step's input (set by the forward pass)
+    bint use_bias
+    double rate
+    uint64_t seed
+    double kl1, kl2, bl1, bl2
+
+
+ctypedef struct plan_t:
+    layer_t* layers
+    int nlayers, n, in_dim, out_dim
+    bint is_double, fused, logits_of_input, sparse
+    double label_smoothing
+    void* grad          # (n, out_dim) dL/d(output)
+    void* output        # (n, out_dim) the network's output
+    void* grads         # the flat gradient
+    # the flat arrays in chunks for the threads: trainable ones for the update, all for
+    # the finiteness check; frozen ranges, whose gradient is zeroed
+    Py_ssize_t update_lo[MAX_CHUNKS]
+    Py_ssize_t update_hi[MAX_CHUNKS]
+    int n_update
+    Py_ssize_t check_lo[MAX_CHUNKS]
+    Py_ssize_t check_hi[MAX_CHUNKS]
+    int n_check
+    Py_ssize_t* frozen_lo
+    Py_ssize_t* frozen_hi
+    int n_frozen
+
+
+ctypedef struct pass_job_t:
+    const plan_t* plan
+    const update_t* update      # NULL: the finiteness check
+    Py_ssize_t result[MAX_CHUNKS]
+
+
+cdef void _update_chunk(void* args, int chunk) noexcept nogil:
+    cdef pass_job_t* job = <pass_job_t*>args
+    job.result[chunk] = update_range(job.update, job.plan.update_lo[chunk],
+                                     job.plan.update_hi[chunk], NULL)
+
+
+cdef void _check_chunk(void* args, int chunk) noexcept nogil:
+    cdef pass_job_t* job = <pass_job_t*>args
+    cdef const plan_t* p = job.plan
+    cdef Py_ssize_t lo = p.check_lo[chunk], hi = p.check_hi[chunk]
+    if p.is_double:
+        job.result[chunk] = all_finite_core(<const double*>p.grads + lo, hi - lo)
+    else:
+        job.result[chunk] = all_finite_core(<const float*>p.grads + lo, hi - lo)
+
+
+cdef bint _grads_finite(const plan_t* p) noexcept nogil:
+    cdef pass_job_t job
+    cdef int c
+    job.plan = p
+    job.update = NULL
+    parallel_run(_check_chunk, &job, p.n_check)
+    for c in range(p.n_check):
+        if not job.result[c]:
+            return False
+    return True
+
+
+cdef Py_ssize_t _apply_update(const plan_t* p, const update_t* u) noexcept nogil:
+    cdef pass_job_t job
+    cdef Py_ssize_t bad = 0
+    cdef int c
+    job.plan = p
+    job.update = u
+    parallel_run(_update_chunk, &job, p.n_update)
+    for c in range(p.n_update):
+        bad += job.result[c]
+    return bad
+
+
+cdef const floating* _forward(plan_t* p, const floating* x, uint64_t epoch,
+                              uint64_t step) noexcept nogil:
+    """The training-mode forward pass; returns the network's output."""
+    cdef const floating* h = x
+    cdef layer_t* L
+    cdef int i
+    for i in range(p.nlayers):
+        L = &p.layers[i]
+        L.input = h
+        if L.kind == DENSE:
+            dense_forward_core(h, <const floating*>L.w, <const floating*>L.b,
+                               <floating*>L.out, <floating*>L.z, p.n, L.k, L.m,
+                               L.activation, <floating>L.alpha)
+            h = <floating*>L.out
+        elif L.kind == DROPOUT:
+            if L.rate > 0:
+                dropout_forward_core(h, <floating*>L.mask, <floating*>L.out, p.n, L.m,
+                                     L.rate, mix_key_core(L.seed, epoch, step, i))
+                h = <floating*>L.out
+        elif L.kind == ACTIVATION:
+            _copy(h, <floating*>L.out, <Py_ssize_t>p.n * L.m)
+            bias_activation(<floating*>L.out, <const floating*>NULL, <floating*>NULL, p.n,
+                            L.m, L.activation, <floating>L.alpha)
+            h = <floating*>L.out
+    return h
+
+
+cdef inline void _copy(const floating* src, floating* dst, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t i
+    if src != dst:
+        for i in range(size):
+            dst[i] = src[i]
+
+
+cdef double _backward(plan_t* p, floating* g) noexcept nogil:
+    """The backward pass in reverse, from dL/d(output) in g (p.grad); fills the flat
+    gradient and returns the regularization penalty."""
+    cdef layer_t* L
+    cdef double penalty = 0
+    cdef int i, last = p.nlayers - 1
+    cdef bint is_dz
+    for i in range(last, -1, -1):
+        L = &p.layers[i]
+        is_dz = i == last and p.fused
+        if L.kind == DENSE:
+            penalty += dense_backward_core(
+                <const floating*>L.input, <const floating*>L.w, <const floating*>L.b,
+                <const floating*>L.out, g, <floating*>L.dw, <floating*>L.db,
+                <floating*>L.grad_x, p.n, L.k, L.m, LINEAR if is_dz else L.activation,
+                <floating>L.alpha, <floating>L.kl1, <floating>L.kl2, <floating>L.bl1,
+                <floating>L.bl2)
+            if not L.use_bias:
+                memset(L.db, 0, L.m * sizeof(floating))
+            g = <floating*>L.grad_x
+        elif L.kind == DROPOUT:
+            if L.rate > 0:
+                multiply_core(g, <const floating*>L.mask, <Py_ssize_t>p.n * L.m)
+        elif L.kind == ACTIVATION:
+            if not is_dz:
+                activation_grad_bias(<const floating*>L.out, g, <floating*>NULL, p.n, L.m,
+                                     L.activation, <floating>L.alpha)
+        if g == NULL:
+            break           # the first layer with parameters needs no dL/dx
+    for i in range(p.n_frozen):
+        memset(<floating*>p.grads + p.frozen_lo[i], 0,
+               (p.frozen_hi[i] - p.frozen_lo[i]) * sizeof(floating))
+    return penalty
+
+
+cdef int _step(plan_t* p, const floating* x, const void* y, const floating* sw,
+               uint64_t epoch, uint64_t step, double scale, const update_t* u,
+               double* loss_sum, double* penalty, Py_ssize_t* bad) noexcept nogil:
+    """The whole step; returns 0 ok, 1 non-finite (nothing updated), 2 overflow."""
+    cdef const floating* out = _forward(p, x, epoch, step)
+    cdef const floating* z = out
+    cdef layer_t* last = &p.layers[p.nlayers - 1]
+    cdef double total
+    if p.fused:
+        z = <const floating*>last.input if p.logits_of_input else <const floating*>last.z
+    loss_sum[0] = softmax_cross_entropy_core(
+        z, out if p.fused else <const floating*>NULL,
+        <const floating*>NULL if p.sparse else <const floating*>y,
+        <const int64_t*>y if p.sparse else <const int64_t*>NULL, sw, p.n, p.out_dim,
+        p.label_smoothing, scale, <floating*>p.grad, <double*>NULL)
+    penalty[0] = _backward(p, <floating*>p.grad)
+    # NaN/inf before the update, so the weights stay finite: the loss (free) and the
+    # gradients (one pass, split over the threads).
+    total = loss_sum[0] * scale + penalty[0]
+    if not (total - total == 0 and _grads_finite(p)):
+        return 1
+    bad[0] = _apply_update(p, u)
+    return 2 if bad[0] else 0
+
+
+cdef void* _ptr(object array) except? NULL:
+    """The data address of a C-contiguous array (NULL for None or an empty one). The
+    caller keeps the array alive while the address is used."""
+    cdef Py_buffer view
+    cdef void* address
+    if array is None:
+        return NULL
+    PyObject_GetBuffer(array, &view, PyBUF_C_CONTIGUOUS)
+    address = view.buf if view.len > 0 else NULL
+    PyBuffer_Release(&view)
+    return address
+
+
+cdef class CompiledStep:
+    """The compiled step of one model for batches of n rows (see the module docstring).
+
+    layers: one (kind, input width, output width, activation code, alpha, W, b, dW, db,
+    out, z, grad_x, mask, use_bias) per layer, arrays None where the kind has none;
+    grad (n, out_dim): the loss gradient's buffer; grads: the flat gradient; update_ranges
+    and frozen_ranges: [(lo, hi)] of the flat arrays. The arrays are kept alive here.
+    """
+    cdef plan_t p
+    cdef object keep
+    cdef readonly object output      # (n, out_dim): the network's output after a step
+    cdef readonly object dtype
+    # the caller's: the prepared optimizer step, the layers it refreshes every step
+    cdef public object update, dense, dropout
+
+    def __cinit__(self):
+        self.p.layers = NULL
+        self.p.frozen_lo = NULL
+        self.p.frozen_hi = NULL
+
+    def __init__(self, layers, int n, int in_dim, int out_dim, dtype, bint fused,
+                 bint logits_of_input, bint sparse, double label_smoothing, grad, grads,
+                 output, frozen_ranges):
+        cdef int i
+        cdef layer_t* L
+        self.dtype = np.dtype(dtype)
+        self.keep = (layers, grad, grads, output)
+        self.output = output
+        self.p.nlayers = len(layers)
+        self.p.n = n
+        self.p.in_dim = in_dim
+        self.p.out_dim = out_dim
+        self.p.is_double = self.dtype == np.float64
+        self.p.fused = fused
+        self.p.logits_of_input = logits_of_input
+        self.p.sparse = sparse
+        self.p.label_smoothing = label_smoothing
+        self.p.grad = _ptr(grad)
+        self.p.output = _ptr(output)
+        self.p.grads = _ptr(grads)
+        self.p.layers = <layer_t*>malloc(max(1, self.p.nlayers) * sizeof(layer_t))
+        if self.p.layers == NULL:
+            raise MemoryError()
+        for i, (kind, k, m, act, alpha, w, b, dw, db, out, z, grad_x, mask,
+                use_bias) in enumerate(layers):
+            L = &self.p.layers[i]
+            L.kind, L.k, L.m, L.activation, L.alpha = kind, k, m, act, alpha
+            L.w, L.b, L.dw, L.db = _ptr(w), _ptr(b), _ptr(dw), _ptr(db)
+            L.out, L.z, L.grad_x, L.mask = _ptr(out), _ptr(z), _ptr(grad_x), _ptr(mask)
+            L.use_bias = use_bias
+            L.input = NULL
+            L.rate = 0
+            L.seed = 0
+            L.kl1 = L.kl2 = L.bl1 = L.bl2 = 0
+        size = grads.shape[0]
+        frozen = [(int(lo), int(hi)) for lo, hi in frozen_ranges if hi > lo]
+        trainable, start = [], 0
+        for lo, hi in frozen:
+            trainable.append((start, lo))
+            start = hi
+        trainable.append((start, size))
+        self._set_chunks(trainable, True)
+        self._set_chunks([(0, size)], False)
+        self.p.n_frozen = len(frozen)
+        self.p.frozen_lo = <Py_ssize_t*>malloc(max(1, len(frozen)) * sizeof(Py_ssize_t))
+        self.p.frozen_hi = <Py_ssize_t*>malloc(max(1, len(frozen)) * sizeof(Py_ssize_t))
+        if self.p.frozen_lo == NULL or self.p.frozen_hi == NULL:
+            raise MemoryError()
+        for i, (lo, hi) in enumerate(frozen):
+            self.p.frozen_lo[i] = lo
+            self.p.frozen_hi[i] = hi
+
+    def _set_chunks(self, ranges, bint update):
+        """Cut ranges [(lo, hi)] into at most MAX_CHUNKS chunks for the threads: about
+        8 in all (a descheduled thread then holds up little), each at least CHUNK_MIN
+        elements, starts on 16-element (64-byte) boundaries. Fixed by the shape alone,
+        like the product blocks (blas.pyx)."""
+        ranges = [(lo, hi) for lo, hi in ranges if hi > lo]
+        total = sum(hi - lo for lo, hi in ranges)
+        width = max(CHUNK_MIN, -(-total // 8))
+        width = -(-width // 16) * 16
+        chunks = []
+        for lo, hi in ranges:
+            while hi - lo > width + width // 2:
+                end = (lo + width) // 16 * 16       # > lo: width >= CHUNK_MIN > 16
+                chunks.append((lo, end))
+                lo = end
+            chunks.append((lo, hi))
+        while len(chunks) > MAX_CHUNKS:     # many small frozen gaps: merge neighbours
+            j = min(range(len(chunks) - 1),
+                    key=lambda j: chunks[j][1] - chunks[j][0] + chunks[j + 1][1] - chunks[j + 1][0])
+            if chunks[j][1] == chunks[j + 1][0]:
+                chunks[j:j + 2] = [(chunks[j][0], chunks[j + 1][1])]
+            else:
+                raise ValueError("CompiledStep: too many frozen ranges to split")
+        for i, (lo, hi) in enumerate(chunks):
+            if update:
+                self.p.update_lo[i], self.p.update_hi[i] = lo, hi
+            else:
+                self.p.check_lo[i], self.p.check_hi[i] = lo, hi
+        if update:
+            self.p.n_update = len(chunks)
+        else:
+            self.p.n_check = len(chunks)
+
+    def __dealloc__(self):
+        free(self.p.layers)
+        free(self.p.frozen_lo)
+        free(self.p.frozen_hi)
+
+    def set_layer(self, int i, double rate, uint64_t seed, double kl1, double kl2,
+                  double bl1, double bl2):
+        """This step's values of what may change between steps: layer i's dropout rate
+        and seed, or its regularization coefficients."""
+        cdef layer_t* L = &self.p.layers[i]
+        L.rate, L.seed = rate, seed
+        L.kl1, L.kl2, L.bl1, L.bl2 = kl1, kl2, bl1, bl2
+
+    def run(self, x, y, sw, uint64_t epoch, uint64_t step, double scale, Update update):
+        """One training step on x (n, in_dim), targets y ((n,) int64 labels or (n,
+        out_dim)) and sample weights sw ((n,) or empty), all C-contiguous of the model's
+        dtype (int64 labels), checked by the caller. scale: 1 / the batch's rows.
+        update: the optimizer's prepared step. Returns (Σ swᵢ lossᵢ, penalty, status,
+        count of non-finite new weights); status as engine.train_step's."""
+        cdef double loss_sum = 0, penalty = 0
+        cdef Py_ssize_t bad = 0
+        cdef int status
+        cdef void* xp = _ptr(x)
+        cdef void* yp = _ptr(y)
+        cdef void* swp = _ptr(sw)
+        cdef unsigned int mode
+        if x.shape[0] != self.p.n:
+            raise ValueError(f"CompiledStep.run: x has {x.shape[0]} rows, the step was "
+                             f"built for {self.p.n}")
+        if update is None or not update.ready:
+            raise ValueError("CompiledStep.run: update must be a prepared optim.Update")
+        mode = fastnn_ftz_on()
+        with nogil:
+            if self.p.is_double:
+                status = _step(&self.p, <const double*>xp, yp, <const double*>swp, epoch,
+                               step, scale, &update.u, &loss_sum, &penalty, &bad)
+            else:
+                status = _step(&self.p, <const float*>xp, yp, <const float*>swp, epoch,
+                               step, scale, &update.u, &loss_sum, &penalty, &bad)
+        fastnn_ftz_restore(mode)
+        return loss_sum, penalty, STATUS[status], bad
