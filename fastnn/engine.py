@@ -6,9 +6,13 @@ One training step, as in the lecture:
   in the same pass) -> finiteness check -> one fused optimizer update of all parameters.
 ``train_step`` is that step (the gather is the data adapter's, into the workspace); fit,
 train_on_batch, gradients (and so utils.check_gradients), fastnn.sklearn and the
-data-parallel strategy all call it. Every arrow is a handful of calls into fastnn/_core,
-each doing real work with the GIL released. The arrays a step touches (batch,
-activations, gradients) are made once per batch size and reused.
+data-parallel strategy all call it. For the common models (dense, dropout, activation
+and flatten layers under a softmax cross-entropy, any optimizer without clipnorm) the
+whole step is ONE call into fastnn/_core (step.pyx's CompiledStep, built once per batch
+size); otherwise every arrow is a handful of calls into fastnn/_core, each doing real
+work with the GIL released. Both give the same bits (tests/test_compiled_step.py). The
+arrays a step touches (batch, activations, gradients) are made once per batch size and
+reused.
 
 The functions take the model (a built, compiled ``Sequential``) as their first argument
 and use its layers, loss, optimizer and ``parameter_store``; this module never imports

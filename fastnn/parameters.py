@@ -84,8 +84,9 @@ class ParameterStore:
     def freeze(self, flags):
         """Hold the segments whose flag is False fixed during training (read at compile,
         as in Keras): frozen layers' weights and moving statistics. Their gradients are
-        zeroed in each backward pass and their values put back after each update (so that
-        no optimizer, weight decay and old momentum included, moves them)."""
+        zeroed in each backward pass and their values and optimizer slots put back after
+        each update (so that no optimizer, weight decay and old momentum included, moves
+        them, and their slots are as Keras leaves a non-trainable variable's)."""
         ranges = []
         for flag, lo, hi in zip(flags, self.bounds[:-1], self.bounds[1:]):
             if not flag and hi > lo:
@@ -97,17 +98,35 @@ class ParameterStore:
         self.frozen = [(self.params[lo:hi], np.empty(hi - lo, self.params.dtype))
                        for lo, hi in ranges]
         self.frozen_grads = [self.grads[lo:hi] for lo, hi in ranges]
+        self._kept = None
 
     def zero_frozen_gradients(self):
         for g in self.frozen_grads:
             g.fill(0)
 
     def apply(self, optimizer):
-        """optimizer's update of params from grads, frozen parameters held fixed. Returns
-        the optimizer's count of non-finite weights."""
-        for params, kept in self.frozen:
-            np.copyto(kept, params)
+        """optimizer's update of params from grads, frozen parameters and their optimizer
+        slots held fixed (as if the optimizer skipped them, which the compiled step in
+        fastnn/_core/step.pyx does). Returns the optimizer's count of non-finite weights."""
+        if not self.frozen:
+            return optimizer.apply(self.params, self.grads)
+        kept = self._kept_for(optimizer)
+        for view, copy in kept:
+            np.copyto(copy, view)
         bad = optimizer.apply(self.params, self.grads)
-        for params, kept in self.frozen:
-            np.copyto(params, kept)
+        for view, copy in kept:
+            np.copyto(view, copy)
         return bad
+
+    def _kept_for(self, optimizer):
+        """(view, buffer) pairs for the frozen ranges of params and of optimizer's slots,
+        the buffers made once per optimizer."""
+        cached = getattr(self, "_kept", None)
+        if cached is None or cached[0] is not optimizer:
+            slots = [a for k, a in optimizer.variables().items()
+                     if k != "iterations" and a.shape[0] == self.params.shape[0]]
+            pairs = list(self.frozen)
+            pairs += [(a[lo:hi], np.empty(hi - lo, a.dtype))
+                      for a in slots for lo, hi in self.frozen_ranges]
+            cached = self._kept = (optimizer, pairs)
+        return cached[1]

@@ -16,6 +16,8 @@ step reads no Python attribute but the few that may change between steps (the
 regularization coefficients, dropout rates and the seed). The optimizer's per-step
 scalars come prepared in an optim.Update.
 """
+from libc.float cimport FLT_MAX, DBL_MAX
+from libc.math cimport fabs, sqrt
 from libc.stdint cimport uint64_t, int64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
@@ -72,6 +74,7 @@ ctypedef struct plan_t:
     layer_t* layers
     int nlayers, n, in_dim, out_dim
     bint is_double, fused, logits_of_input, sparse
+    bint use_bound      # prove the gradients finite from the layers' inputs and deltas
     double label_smoothing
     void* grad          # (n, out_dim) dL/d(output)
     void* output        # (n, out_dim) the network's output
@@ -169,23 +172,60 @@ cdef inline void _copy(const floating* src, floating* dst, Py_ssize_t size) noex
             dst[i] = src[i]
 
 
-cdef double _backward(plan_t* p, floating* g) noexcept nogil:
+cdef double _max_abs(const floating* x, Py_ssize_t size, bint* finite) noexcept nogil:
+    """max |x[i]|; clears *finite if an entry is NaN or inf (v - v is 0 for every
+    finite v and NaN otherwise, and the max alone would skip a NaN)."""
+    cdef Py_ssize_t i
+    cdef floating mx = 0, a, s = 0
+    for i in range(size):
+        a = fabs(x[i])
+        s += x[i] - x[i]
+        if a > mx:
+            mx = a
+    if s != 0:
+        finite[0] = False
+    return mx
+
+
+cdef bint _gradient_bounded(const layer_t* L, const floating* dz, int n,
+                            double penalty) noexcept nogil:
+    """Are the dense layer's gradients certainly finite, given its input (n, k), dz
+    (n, m) and its penalty? |dW_ij| = |Σ_r x_ri dz_rj| <= n·max|x|·max|dz| for every
+    partial sum in any order (rounding adds at most a factor 1 + n·eps), |db_j| <=
+    n·max|dz|, and the regularization adds at most l1 + 2·l2·max|w| <= l1 + 2·sqrt(l2·P)
+    (P, the layer's penalty, is at least l2·Σw²). Below a quarter of the largest
+    finite value, no sum can overflow: no inf, hence no NaN."""
+    cdef bint finite = True
+    cdef double xs = _max_abs(<const floating*>L.input, <Py_ssize_t>n * L.k, &finite)
+    cdef double ds = _max_abs(dz, <Py_ssize_t>n * L.m, &finite)
+    cdef double l1 = max(L.kl1, L.bl1), l2 = max(L.kl2, L.bl2)
+    cdef double bound = n * xs * ds + n * ds + l1 + 2 * sqrt(l2 * penalty)
+    cdef double limit = (FLT_MAX if floating is float else DBL_MAX) / 4
+    return finite and bound <= limit
+
+
+cdef double _backward(plan_t* p, floating* g, bint* bounded) noexcept nogil:
     """The backward pass in reverse, from dL/d(output) in g (p.grad); fills the flat
-    gradient and returns the regularization penalty."""
+    gradient and returns the regularization penalty. With p.use_bound, *bounded says
+    whether every gradient is certainly finite (_gradient_bounded); else it is False."""
     cdef layer_t* L
-    cdef double penalty = 0
+    cdef double penalty = 0, layer_penalty
     cdef int i, last = p.nlayers - 1
     cdef bint is_dz
+    bounded[0] = p.use_bound
     for i in range(last, -1, -1):
         L = &p.layers[i]
         is_dz = i == last and p.fused
         if L.kind == DENSE:
-            penalty += dense_backward_core(
+            layer_penalty = dense_backward_core(
                 <const floating*>L.input, <const floating*>L.w, <const floating*>L.b,
                 <const floating*>L.out, g, <floating*>L.dw, <floating*>L.db,
                 <floating*>L.grad_x, p.n, L.k, L.m, LINEAR if is_dz else L.activation,
                 <floating>L.alpha, <floating>L.kl1, <floating>L.kl2, <floating>L.bl1,
                 <floating>L.bl2)
+            penalty += layer_penalty
+            if bounded[0]:
+                bounded[0] = _gradient_bounded(L, g, p.n, layer_penalty)
             if not L.use_bias:
                 memset(L.db, 0, L.m * sizeof(floating))
             g = <floating*>L.grad_x
@@ -212,6 +252,7 @@ cdef int _step(plan_t* p, const floating* x, const void* y, const floating* sw,
     cdef const floating* z = out
     cdef layer_t* last = &p.layers[p.nlayers - 1]
     cdef double total
+    cdef bint bounded
     if p.fused:
         z = <const floating*>last.input if p.logits_of_input else <const floating*>last.z
     loss_sum[0] = softmax_cross_entropy_core(
@@ -219,11 +260,14 @@ cdef int _step(plan_t* p, const floating* x, const void* y, const floating* sw,
         <const floating*>NULL if p.sparse else <const floating*>y,
         <const int64_t*>y if p.sparse else <const int64_t*>NULL, sw, p.n, p.out_dim,
         p.label_smoothing, scale, <floating*>p.grad, <double*>NULL)
-    penalty[0] = _backward(p, <floating*>p.grad)
-    # NaN/inf before the update, so the weights stay finite: the loss (free) and the
-    # gradients (one pass, split over the threads).
+    penalty[0] = _backward(p, <floating*>p.grad, &bounded)
+    # NaN/inf before the update, so that a step is applied whole or not at all: the
+    # loss (free), then the gradients: proven finite from the layers' inputs and deltas
+    # where those are far fewer numbers than the gradients (small batches), else one
+    # pass over them, split over the threads. A bound that fails (huge or non-finite
+    # values) falls back to the pass, so the verdict is always the pass's.
     total = loss_sum[0] * scale + penalty[0]
-    if not (total - total == 0 and _grads_finite(p)):
+    if not (total - total == 0 and (bounded or _grads_finite(p))):
         return 1
     bad[0] = _apply_update(p, u)
     return 2 if bad[0] else 0
@@ -279,6 +323,10 @@ cdef class CompiledStep:
         self.p.logits_of_input = logits_of_input
         self.p.sparse = sparse
         self.p.label_smoothing = label_smoothing
+        # The bound reads each dense layer's input and delta once: worth it (instead of
+        # the pass over every gradient) while they are under half as many numbers.
+        self.p.use_bound = 2 * sum(n * (spec[1] + spec[2]) for spec in layers
+                                   if spec[0] == DENSE) < grads.shape[0]
         self.p.grad = _ptr(grad)
         self.p.output = _ptr(output)
         self.p.grads = _ptr(grads)
@@ -351,6 +399,12 @@ cdef class CompiledStep:
         free(self.p.layers)
         free(self.p.frozen_lo)
         free(self.p.frozen_hi)
+
+    @property
+    def proves_finite(self):
+        """True when a step proves its gradients finite from the layers' inputs and
+        deltas (small batches) rather than by a pass over them."""
+        return self.p.use_bound
 
     def set_layer(self, int i, double rate, uint64_t seed, double kl1, double kl2,
                   double bl1, double bl2):
