@@ -72,8 +72,9 @@ cdef void split_gemm(bint trans_a, bint trans_b, int m, int n, int k,
                      floating beta, floating* c, int ldc) noexcept nogil:
     """gemm, with a large product cut into blocks of output columns (or rows, whichever
     side is longer) that fastnn's threads take from a shared counter (workpool.h). The
-    blocks are independent (each is a whole-K product), so the result does not depend
-    on the thread count."""
+    blocks are independent (each is a whole-K product), so the result is the same for
+    every thread count >= 2; one thread runs the product whole, which BLAS may round
+    differently (last bits)."""
     cdef double work = <double>m * n * k
     cdef int threads = _split_threads
     cdef bint split_n = n >= m

@@ -246,8 +246,11 @@ cdef double _backward(plan_t* p, floating* g, bint* bounded) noexcept nogil:
 
 cdef int _step(plan_t* p, const floating* x, const void* y, const floating* sw,
                uint64_t epoch, uint64_t step, double scale, const update_t* u,
-               double* loss_sum, double* penalty, Py_ssize_t* bad) noexcept nogil:
-    """The whole step; returns 0 ok, 1 non-finite (nothing updated), 2 overflow."""
+               unsigned int fp_mode, double* loss_sum, double* penalty,
+               Py_ssize_t* bad) noexcept nogil:
+    """The whole step, flush-to-zero on (the caller's) except in the loss, which runs in
+    the caller's mode fp_mode as its Python wrapper does; returns 0 ok, 1 non-finite
+    (nothing updated), 2 overflow."""
     cdef const floating* out = _forward(p, x, epoch, step)
     cdef const floating* z = out
     cdef layer_t* last = &p.layers[p.nlayers - 1]
@@ -255,11 +258,13 @@ cdef int _step(plan_t* p, const floating* x, const void* y, const floating* sw,
     cdef bint bounded
     if p.fused:
         z = <const floating*>last.input if p.logits_of_input else <const floating*>last.z
+    fastnn_ftz_restore(fp_mode)
     loss_sum[0] = softmax_cross_entropy_core(
         z, out if p.fused else <const floating*>NULL,
         <const floating*>NULL if p.sparse else <const floating*>y,
         <const int64_t*>y if p.sparse else <const int64_t*>NULL, sw, p.n, p.out_dim,
         p.label_smoothing, scale, <floating*>p.grad, <double*>NULL)
+    fastnn_ftz_on()
     penalty[0] = _backward(p, <floating*>p.grad, &bounded)
     # NaN/inf before the update, so that a step is applied whole or not at all: the
     # loss (free), then the gradients: proven finite from the layers' inputs and deltas
@@ -436,9 +441,9 @@ cdef class CompiledStep:
         with nogil:
             if self.p.is_double:
                 status = _step(&self.p, <const double*>xp, yp, <const double*>swp, epoch,
-                               step, scale, &update.u, &loss_sum, &penalty, &bad)
+                               step, scale, &update.u, mode, &loss_sum, &penalty, &bad)
             else:
                 status = _step(&self.p, <const float*>xp, yp, <const float*>swp, epoch,
-                               step, scale, &update.u, &loss_sum, &penalty, &bad)
+                               step, scale, &update.u, mode, &loss_sum, &penalty, &bad)
         fastnn_ftz_restore(mode)
         return loss_sum, penalty, STATUS[status], bad
