@@ -5,6 +5,15 @@ from cython cimport floating
 
 cdef extern from "workpool.h" nogil:
     void fastnn_pool_run(chunk_fn fn, void* args, int nchunks, int threads)
+    int fastnn_pool_solo_left()
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    pthread_t pthread_self()
+    int pthread_equal(pthread_t a, pthread_t b)
+
+cdef extern from "<unistd.h>" nogil:
+    int usleep(unsigned int microseconds)
 
 
 # The threads a large gemm is split over (fastnn.set_num_threads sets it; BLAS itself runs
@@ -22,6 +31,35 @@ cdef void parallel_run(chunk_fn fn, void* args, int nchunks) noexcept nogil:
     """fn(args, 0..nchunks-1) on fastnn's threads (the caller is one), each chunk taken
     from a shared counter (workpool.h); chunks must be independent."""
     fastnn_pool_run(fn, args, nchunks, _split_threads)
+
+
+ctypedef struct _ProbeJob:
+    pthread_t caller
+    unsigned int caller_sleep_us, worker_sleep_us
+    int by_workers
+
+
+cdef void _probe_chunk(void* p, int chunk) noexcept nogil:
+    cdef _ProbeJob* job = <_ProbeJob*>p
+    if pthread_equal(pthread_self(), job.caller):
+        usleep(job.caller_sleep_us)
+    else:
+        job.by_workers += 1         # (a race between workers only miscounts a test)
+        usleep(job.worker_sleep_us)
+
+
+def _pool_probe(int nchunks, double caller_seconds, double worker_seconds):
+    """Test entry: run a job of nchunks chunks on fastnn's threads that only sleep:
+    caller_seconds in each the caller takes, worker_seconds in each a worker takes.
+    Returns (chunks the workers took, jobs the caller will now run alone)."""
+    cdef _ProbeJob job
+    job.caller = pthread_self()
+    job.caller_sleep_us = <unsigned int>(caller_seconds * 1e6)
+    job.worker_sleep_us = <unsigned int>(worker_seconds * 1e6)
+    job.by_workers = 0
+    with nogil:
+        parallel_run(_probe_chunk, &job, nchunks)
+    return job.by_workers, fastnn_pool_solo_left()
 
 
 def set_split_threads(int n):

@@ -25,7 +25,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIG
 from cython cimport floating
 
 from fastnn._core.fpmode cimport fastnn_ftz_on, fastnn_ftz_restore
-from fastnn._core.blas cimport parallel_run
+from fastnn._core.blas cimport matmul, parallel_run
 from fastnn._core.activations cimport bias_activation, activation_grad_bias, LINEAR
 from fastnn._core.dense cimport dense_forward_core, dense_backward_core
 from fastnn._core.losses cimport softmax_cross_entropy_core
@@ -50,6 +50,10 @@ STATUS = ("ok", "non-finite", "overflow")
 cdef enum:
     MAX_CHUNKS = 16
 cdef Py_ssize_t CHUNK_MIN = 1 << 15
+# A fused-update tile: about this many elements of dW (256 KB of float32), made and
+# consumed by the update while it sits in the core's L2 cache; few enough tiles that
+# each product is still worth a BLAS call.
+cdef Py_ssize_t TILE_ELEMENTS = 1 << 16
 
 
 ctypedef struct layer_t:
@@ -64,10 +68,17 @@ ctypedef struct layer_t:
     void* grad_x        # (n, k) dL/dx, or NULL (the first layer needs none)
     void* mask          # dropout's (n, m) mask
     const void* input   # this step's input (set by the forward pass)
+    void* dz            # this step's dL/dz (set by the backward pass)
+    Py_ssize_t w_off, b_off     # W's and b's offsets in the flat arrays
     bint use_bias
     double rate
     uint64_t seed
     double kl1, kl2, bl1, bl2
+
+
+ctypedef struct tile_t:
+    int layer
+    int r0, r1          # rows r0..r1-1 of the layer's W; r0 = -1: its bias
 
 
 ctypedef struct plan_t:
@@ -75,6 +86,10 @@ ctypedef struct plan_t:
     int nlayers, n, in_dim, out_dim
     bint is_double, fused, logits_of_input, sparse
     bint use_bound      # prove the gradients finite from the layers' inputs and deltas
+    bint may_fuse       # no frozen ranges: dW may be made tile by tile into the update
+    tile_t* tiles       # the fused update's pieces (see _fused_update)
+    Py_ssize_t* tile_bad
+    int n_tiles
     double label_smoothing
     void* grad          # (n, out_dim) dL/d(output)
     void* output        # (n, out_dim) the network's output
@@ -204,10 +219,12 @@ cdef bint _gradient_bounded(const layer_t* L, const floating* dz, int n,
     return finite and bound <= limit
 
 
-cdef double _backward(plan_t* p, floating* g, bint* bounded) noexcept nogil:
+cdef double _backward(plan_t* p, floating* g, bint with_dw, bint* bounded) noexcept nogil:
     """The backward pass in reverse, from dL/d(output) in g (p.grad); fills the flat
     gradient and returns the regularization penalty. With p.use_bound, *bounded says
-    whether every gradient is certainly finite (_gradient_bounded); else it is False."""
+    whether every gradient is certainly finite (_gradient_bounded); else it is False.
+    with_dw False (unregularized layers only): every dz, db and dx but no dW, which
+    _fused_update or _weight_gradients makes later from each layer's input and dz."""
     cdef layer_t* L
     cdef double penalty = 0, layer_penalty
     cdef int i, last = p.nlayers - 1
@@ -216,7 +233,20 @@ cdef double _backward(plan_t* p, floating* g, bint* bounded) noexcept nogil:
     for i in range(last, -1, -1):
         L = &p.layers[i]
         is_dz = i == last and p.fused
-        if L.kind == DENSE:
+        if L.kind == DENSE and not with_dw:
+            L.dz = g
+            activation_grad_bias(<const floating*>L.out, g, <floating*>L.db, p.n, L.m,
+                                 LINEAR if is_dz else L.activation, <floating>L.alpha)
+            if L.grad_x != NULL:
+                matmul(False, True, p.n, L.k, L.m, <floating>1, g, L.m,
+                       <const floating*>L.w, L.m, <floating>0, <floating*>L.grad_x, L.k)
+            if not L.use_bias:
+                memset(L.db, 0, L.m * sizeof(floating))
+            if bounded[0]:
+                bounded[0] = _gradient_bounded(L, g, p.n, 0.0)
+            g = <floating*>L.grad_x
+        elif L.kind == DENSE:
+            L.dz = g
             layer_penalty = dense_backward_core(
                 <const floating*>L.input, <const floating*>L.w, <const floating*>L.b,
                 <const floating*>L.out, g, <floating*>L.dw, <floating*>L.db,
@@ -244,6 +274,64 @@ cdef double _backward(plan_t* p, floating* g, bint* bounded) noexcept nogil:
     return penalty
 
 
+cdef void _tile_chunk(void* args, int chunk) noexcept nogil:
+    cdef pass_job_t* job = <pass_job_t*>args
+    cdef const plan_t* p = job.plan
+    cdef const tile_t* t = &p.tiles[chunk]
+    cdef const layer_t* L = &p.layers[t.layer]
+    if t.r0 < 0:
+        p.tile_bad[chunk] = update_range(job.update, L.b_off, L.b_off + L.m, NULL)
+        return
+    if p.is_double:
+        _tile_gradient(L, t.r0, t.r1, p.n, <double*>L.dw)
+    else:
+        _tile_gradient(L, t.r0, t.r1, p.n, <float*>L.dw)
+    p.tile_bad[chunk] = update_range(job.update, L.w_off + <Py_ssize_t>t.r0 * L.m,
+                                     L.w_off + <Py_ssize_t>t.r1 * L.m, NULL)
+
+
+cdef inline void _tile_gradient(const layer_t* L, int r0, int r1, int n,
+                                floating* dw) noexcept nogil:
+    """Rows r0..r1-1 of dW = x^T dz (x: the layer's input (n, k), dz (n, m))."""
+    matmul(True, False, r1 - r0, L.m, n, <floating>1, <const floating*>L.input + r0, L.k,
+           <const floating*>L.dz, L.m, <floating>0, dw + <Py_ssize_t>r0 * L.m, L.m)
+
+
+cdef Py_ssize_t _fused_update(const plan_t* p, const update_t* u) noexcept nogil:
+    """Each block of dW rows made and at once updated from while it is in cache (and the
+    biases updated), the blocks shared by the threads: the update then reads dW from
+    cache instead of memory. The whole dW is still written (layer.gradients stays
+    true). Returns the count of non-finite new weights."""
+    cdef pass_job_t job
+    cdef Py_ssize_t bad = 0
+    cdef int c
+    job.plan = p
+    job.update = u
+    parallel_run(_tile_chunk, &job, p.n_tiles)
+    for c in range(p.n_tiles):
+        bad += p.tile_bad[c]
+    return bad
+
+
+cdef void _weight_gradients(plan_t* p, floating* any) noexcept nogil:
+    """Every dense layer's whole dW (the fused update's fallback)."""
+    cdef int i
+    cdef layer_t* L
+    for i in range(p.nlayers):
+        L = &p.layers[i]
+        if L.kind == DENSE:
+            _tile_gradient(L, 0, L.k, p.n, <floating*>L.dw)
+
+
+cdef bint _unregularized(const plan_t* p) noexcept nogil:
+    cdef int i
+    for i in range(p.nlayers):
+        if p.layers[i].kind == DENSE and (p.layers[i].kl1 != 0 or p.layers[i].kl2 != 0 or
+                                          p.layers[i].bl1 != 0 or p.layers[i].bl2 != 0):
+            return False
+    return True
+
+
 cdef int _step(plan_t* p, const floating* x, const void* y, const floating* sw,
                uint64_t epoch, uint64_t step, double scale, const update_t* u,
                unsigned int fp_mode, double* loss_sum, double* penalty,
@@ -255,7 +343,7 @@ cdef int _step(plan_t* p, const floating* x, const void* y, const floating* sw,
     cdef const floating* z = out
     cdef layer_t* last = &p.layers[p.nlayers - 1]
     cdef double total
-    cdef bint bounded
+    cdef bint bounded, fuse
     if p.fused:
         z = <const floating*>last.input if p.logits_of_input else <const floating*>last.z
     fastnn_ftz_restore(fp_mode)
@@ -265,14 +353,25 @@ cdef int _step(plan_t* p, const floating* x, const void* y, const floating* sw,
         <const int64_t*>y if p.sparse else <const int64_t*>NULL, sw, p.n, p.out_dim,
         p.label_smoothing, scale, <floating*>p.grad, <double*>NULL)
     fastnn_ftz_on()
-    penalty[0] = _backward(p, <floating*>p.grad, &bounded)
+    # Small batches (the step is memory passes over the parameters) fuse dW into the
+    # update when no layer is frozen or regularized (the penalty's gradient and the
+    # bound's share of it need the whole W first).
+    fuse = p.use_bound and p.may_fuse and _unregularized(p)
+    penalty[0] = _backward(p, <floating*>p.grad, not fuse, &bounded)
     # NaN/inf before the update, so that a step is applied whole or not at all: the
     # loss (free), then the gradients: proven finite from the layers' inputs and deltas
     # where those are far fewer numbers than the gradients (small batches), else one
     # pass over them, split over the threads. A bound that fails (huge or non-finite
     # values) falls back to the pass, so the verdict is always the pass's.
     total = loss_sum[0] * scale + penalty[0]
-    if not (total - total == 0 and (bounded or _grads_finite(p))):
+    if not (total - total == 0):
+        return 1
+    if fuse and bounded:
+        bad[0] = _fused_update(p, u)
+        return 2 if bad[0] else 0
+    if fuse:
+        _weight_gradients(p, <floating*>p.grad)
+    if not (bounded or _grads_finite(p)):
         return 1
     bad[0] = _apply_update(p, u)
     return 2 if bad[0] else 0
@@ -310,6 +409,8 @@ cdef class CompiledStep:
         self.p.layers = NULL
         self.p.frozen_lo = NULL
         self.p.frozen_hi = NULL
+        self.p.tiles = NULL
+        self.p.tile_bad = NULL
 
     def __init__(self, layers, int n, int in_dim, int out_dim, dtype, bint fused,
                  bint logits_of_input, bint sparse, double label_smoothing, grad, grads,
@@ -346,6 +447,11 @@ cdef class CompiledStep:
             L.out, L.z, L.grad_x, L.mask = _ptr(out), _ptr(z), _ptr(grad_x), _ptr(mask)
             L.use_bias = use_bias
             L.input = NULL
+            L.dz = NULL
+            L.w_off = L.b_off = 0
+            if kind == DENSE:
+                L.w_off = (<char*>L.dw - <char*>self.p.grads) // self.dtype.itemsize
+                L.b_off = (<char*>L.db - <char*>self.p.grads) // self.dtype.itemsize
             L.rate = 0
             L.seed = 0
             L.kl1 = L.kl2 = L.bl1 = L.bl2 = 0
@@ -358,6 +464,8 @@ cdef class CompiledStep:
         trainable.append((start, size))
         self._set_chunks(trainable, True)
         self._set_chunks([(0, size)], False)
+        self._set_tiles(layers)
+        self.p.may_fuse = not frozen
         self.p.n_frozen = len(frozen)
         self.p.frozen_lo = <Py_ssize_t*>malloc(max(1, len(frozen)) * sizeof(Py_ssize_t))
         self.p.frozen_hi = <Py_ssize_t*>malloc(max(1, len(frozen)) * sizeof(Py_ssize_t))
@@ -400,7 +508,34 @@ cdef class CompiledStep:
         else:
             self.p.n_check = len(chunks)
 
+    def _set_tiles(self, layers):
+        """The fused update's pieces: each dense layer's W in blocks of whole rows of
+        about TILE_ELEMENTS elements, and its bias."""
+        tiles = []
+        for i, spec in enumerate(layers):
+            if spec[0] != DENSE:
+                continue
+            k, m = spec[1], spec[2]
+            rows = max(1, TILE_ELEMENTS // m)
+            tiles += [(i, r0, min(r0 + rows, k)) for r0 in range(0, k, rows)]
+            tiles.append((i, -1, -1))
+        self.p.n_tiles = len(tiles)
+        self.p.tiles = <tile_t*>malloc(max(1, len(tiles)) * sizeof(tile_t))
+        self.p.tile_bad = <Py_ssize_t*>malloc(max(1, len(tiles)) * sizeof(Py_ssize_t))
+        if self.p.tiles == NULL or self.p.tile_bad == NULL:
+            raise MemoryError()
+        for c, (i, r0, r1) in enumerate(tiles):
+            self.p.tiles[c].layer, self.p.tiles[c].r0, self.p.tiles[c].r1 = i, r0, r1
+
+    @property
+    def fuses_update(self):
+        """True when a step (of unregularized layers) makes dW tile by tile into the
+        update (small batches, nothing frozen)."""
+        return self.p.use_bound and self.p.may_fuse
+
     def __dealloc__(self):
+        free(self.p.tiles)
+        free(self.p.tile_bad)
         free(self.p.layers)
         free(self.p.frozen_lo)
         free(self.p.frozen_hi)
