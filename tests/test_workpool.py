@@ -4,7 +4,6 @@ shared counter. The block layout depends on the shape only, so every thread coun
 gives the same bits, whichever thread ran which block."""
 import os
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -196,24 +195,3 @@ def test_parallel_run_returns_results_in_order_and_raises_a_jobs_error():
         _parallel.run([lambda: 1, bad, lambda: 3])
     assert _parallel.run([lambda: 5, lambda: 6]) == [5, 6]   # the workers still serve
 
-
-def test_a_caller_kept_waiting_by_a_descheduled_worker_runs_the_next_jobs_alone(
-        split_threads):
-    """A worker that holds a chunk far longer than a chunk takes (50 ms against the
-    caller's 0.5 ms: what a busy machine's scheduler does to a worker) makes the caller
-    run the next 128 jobs alone, as one thread would, instead of waiting a time slice
-    in each."""
-    blas.set_split_threads(2)
-    for attempt in range(50):          # until a worker wakes in time to take a chunk
-        taken, solo = blas._pool_probe(8, 0.0005, 0.05)
-        if taken:
-            break
-        time.sleep(0.01)
-    else:
-        pytest.skip("no worker thread ever took a chunk (the machine is too busy)")
-    assert solo == 128
-    for left in range(127, 0, -1):
-        taken, solo = blas._pool_probe(8, 0.0, 0.05)
-        assert (taken, solo) == (0, left)      # alone: no worker chunk, no waiting
-    taken, solo = blas._pool_probe(8, 0.0, 0.05)    # the last solo job
-    assert (taken, solo) == (0, 0)

@@ -5,15 +5,6 @@ from cython cimport floating
 
 cdef extern from "workpool.h" nogil:
     void fastnn_pool_run(chunk_fn fn, void* args, int nchunks, int threads)
-    int fastnn_pool_solo_left()
-
-cdef extern from "<pthread.h>" nogil:
-    ctypedef unsigned long pthread_t
-    pthread_t pthread_self()
-    int pthread_equal(pthread_t a, pthread_t b)
-
-cdef extern from "<unistd.h>" nogil:
-    int usleep(unsigned int microseconds)
 
 
 # The threads a large gemm is split over (fastnn.set_num_threads sets it; BLAS itself runs
@@ -31,35 +22,6 @@ cdef void parallel_run(chunk_fn fn, void* args, int nchunks) noexcept nogil:
     """fn(args, 0..nchunks-1) on fastnn's threads (the caller is one), each chunk taken
     from a shared counter (workpool.h); chunks must be independent."""
     fastnn_pool_run(fn, args, nchunks, _split_threads)
-
-
-ctypedef struct _ProbeJob:
-    pthread_t caller
-    unsigned int caller_sleep_us, worker_sleep_us
-    int by_workers
-
-
-cdef void _probe_chunk(void* p, int chunk) noexcept nogil:
-    cdef _ProbeJob* job = <_ProbeJob*>p
-    if pthread_equal(pthread_self(), job.caller):
-        usleep(job.caller_sleep_us)
-    else:
-        job.by_workers += 1         # (a race between workers only miscounts a test)
-        usleep(job.worker_sleep_us)
-
-
-def _pool_probe(int nchunks, double caller_seconds, double worker_seconds):
-    """Test entry: run a job of nchunks chunks on fastnn's threads that only sleep:
-    caller_seconds in each the caller takes, worker_seconds in each a worker takes.
-    Returns (chunks the workers took, jobs the caller will now run alone)."""
-    cdef _ProbeJob job
-    job.caller = pthread_self()
-    job.caller_sleep_us = <unsigned int>(caller_seconds * 1e6)
-    job.worker_sleep_us = <unsigned int>(worker_seconds * 1e6)
-    job.by_workers = 0
-    with nogil:
-        parallel_run(_probe_chunk, &job, nchunks)
-    return job.by_workers, fastnn_pool_solo_left()
 
 
 def set_split_threads(int n):
@@ -122,12 +84,17 @@ cdef void split_gemm(bint trans_a, bint trans_b, int m, int n, int k,
     if threads <= 1 or work < SPLIT_MIN:
         gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
-    # Blocks of 32 (whole cache lines, whole kernel strips), about 8 of them so a
-    # descheduled thread holds up little, each at least CHUNK_MIN. The layout depends on
-    # the shape only, never on the thread count or on which thread takes which block:
-    # every count >= 2 gives the same bits, run after run.
+    # Blocks of 32 (whole cache lines, whole kernel strips), about 4 of them, each at
+    # least CHUNK_MIN. Each block is its own BLAS call, which costs (per-call overhead,
+    # narrower kernels) whether a worker or the caller runs it: beside one busy process,
+    # where the caller runs most blocks itself, 8 blocks made 2 threads 11-16% slower
+    # than 1 thread's whole products, 4 blocks 0-3% (measured at batch 32-512 on
+    # 784-512-512-10), and an idle machine gained with 4 too (fewer calls, same balance
+    # for 2 threads). The layout depends on the shape only, never on the thread count or
+    # on which thread takes which block: every count >= 2 gives the same bits, run after
+    # run.
     width = <int>(CHUNK_MIN / (work / dim)) + 1
-    width = max(width, (dim + 7) // 8)
+    width = max(width, (dim + 3) // 4)
     width = (width + 31) // 32 * 32
     nchunks = dim // width
     if nchunks <= 1:

@@ -18,7 +18,6 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
-#include <time.h>
 #include <unistd.h>
 
 #define FASTNN_POOL_MAX 64
@@ -36,44 +35,23 @@ static struct {
     fastnn_chunk_fn fn;
     void *args;
     int nworkers;
-    int solo;                    /* jobs left to run on the caller alone (see below) */
     pid_t pid;
 } fastnn_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
-/* Take and run chunks of job `gen` until none is left; returns how many this thread ran. */
-static int fastnn_pool_work(unsigned int gen, fastnn_chunk_fn fn, void *args, int nchunks)
+static void fastnn_pool_work(unsigned int gen, fastnn_chunk_fn fn, void *args, int nchunks)
 {
-    int ran = 0;
     for (;;) {
         unsigned long long c = atomic_load(&fastnn_pool.claim);
         for (;;) {
             if ((unsigned int)(c >> 32) != gen || (int)(c & 0xffffffffu) >= nchunks)
-                return ran;
+                return;
             if (atomic_compare_exchange_weak(&fastnn_pool.claim, &c, c + 1))
                 break;
         }
         fn(args, (int)(c & 0xffffffffu));
         atomic_fetch_add(&fastnn_pool.done, 1);
-        ran++;
     }
 }
-
-static double fastnn_pool_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* When the caller, out of chunks, waits for a worker's chunk much longer than a chunk
- * takes, the scheduler has taken that worker's core (another process is busy on it):
- * the caller then runs the next FASTNN_SOLO_JOBS jobs alone, as one thread would, and
- * tries again after them. Waiting for a descheduled worker costs a scheduler time slice
- * (milliseconds) per job; measured beside one busy process, that made 2 threads 10-15%
- * slower than 1. A running worker finishes within about one chunk's time, so an idle
- * machine never goes solo. */
-#define FASTNN_SOLO_JOBS 128
-#define FASTNN_WAIT_SLACK 50e-6      /* seconds: wake-up and scheduling jitter */
 
 static void *fastnn_pool_loop(void *unused)
 {
@@ -127,29 +105,20 @@ static int fastnn_pool_grow(int wanted)
  * The chunks must be independent. Returns when all are done. */
 static void fastnn_pool_run(fastnn_chunk_fn fn, void *args, int nchunks, int threads)
 {
-    int expected = 0, i, mine;
+    int expected = 0, i;
     unsigned int gen;
-    double start, finished;
     if (threads > 1 && nchunks > 1 && fastnn_pool.pid != getpid()) {
         /* after fork the mutex may be in any state: make a fresh one */
         pthread_mutex_t fresh_mu = PTHREAD_MUTEX_INITIALIZER;
         pthread_cond_t fresh_cv = PTHREAD_COND_INITIALIZER;
         fastnn_pool.mu = fresh_mu;
         fastnn_pool.cv = fresh_cv;
-        fastnn_pool.solo = 0;
         atomic_store(&fastnn_pool.busy, 0);
     }
     if (threads <= 1 || nchunks <= 1
             || !atomic_compare_exchange_strong(&fastnn_pool.busy, &expected, 1)) {
         for (i = 0; i < nchunks; i++)
             fn(args, i);
-        return;
-    }
-    if (fastnn_pool.solo > 0) {          /* written only by the caller holding busy */
-        fastnn_pool.solo--;
-        for (i = 0; i < nchunks; i++)
-            fn(args, i);
-        atomic_store(&fastnn_pool.busy, 0);
         return;
     }
     pthread_mutex_lock(&fastnn_pool.mu);
@@ -168,21 +137,11 @@ static void fastnn_pool_run(fastnn_chunk_fn fn, void *args, int nchunks, int thr
     atomic_store(&fastnn_pool.claim, (unsigned long long)gen << 32);
     pthread_cond_broadcast(&fastnn_pool.cv);
     pthread_mutex_unlock(&fastnn_pool.mu);
-    start = fastnn_pool_now();
-    mine = fastnn_pool_work(gen, fn, args, nchunks);
-    finished = fastnn_pool_now();
+    fastnn_pool_work(gen, fn, args, nchunks);
     /* only chunks a worker is computing right now remain */
-    if (atomic_load(&fastnn_pool.done) < nchunks) {
-        while (atomic_load(&fastnn_pool.done) < nchunks)
-            sched_yield();
-        if (mine > 0 && fastnn_pool_now() - finished >
-                2.0 * (finished - start) / mine + FASTNN_WAIT_SLACK)
-            fastnn_pool.solo = FASTNN_SOLO_JOBS;
-    }
+    while (atomic_load(&fastnn_pool.done) < nchunks)
+        sched_yield();
     atomic_store(&fastnn_pool.busy, 0);
 }
-
-/* Jobs still to run on the caller alone (tests). */
-static int fastnn_pool_solo_left(void) { return fastnn_pool.solo; }
 
 #endif
