@@ -10,12 +10,15 @@ cdef extern from "workpool.h" nogil:
 # The threads a large gemm is split over (fastnn.set_num_threads sets it; BLAS itself runs
 # single-threaded, see workpool.h for why).
 cdef int _split_threads = 1
-# Products below this many multiply-adds run whole: splitting costs a wake-up (tens of µs
-# on a busy machine) and they take less than that.
-cdef double SPLIT_MIN = 1 << 22
-# Each chunk does at least this many multiply-adds (about 0.1-1 ms on one core), so the
-# per-chunk cost of taking it is negligible.
-cdef double CHUNK_MIN = 1 << 20
+# Products below this many multiply-adds (about 10-20 µs on one core) run whole: waking
+# a worker costs a few µs and the per-block BLAS calls a few more. Measured on
+# 784-512-512-10 / 784-128-10 (fit, 2 threads): lowering it from 4M to 1M took batch 8
+# from 17k to 31k samples/s and the small net's batch 32 from 204k to 240k (their
+# 3.2M-multiply-add products now use both cores); 512K gained nothing more.
+cdef double SPLIT_MIN = 1 << 20
+# Each block does at least this many multiply-adds (a few µs on one core), so the
+# per-block cost of taking it is small.
+cdef double CHUNK_MIN = 1 << 18
 
 
 cdef void parallel_run(chunk_fn fn, void* args, int nchunks) noexcept nogil:
