@@ -61,7 +61,7 @@ cdef inline void _gemm_part(_GemmJob* j, Py_ssize_t lo, int w, const floating* a
 cdef void _gemm_chunk(void* p, int chunk) noexcept nogil:
     cdef _GemmJob* j = <_GemmJob*>p
     cdef Py_ssize_t lo = <Py_ssize_t>chunk * j.width
-    # the last block takes the remainder, so no block is narrower than width
+    # the last block takes the remainder (at most width)
     cdef int w = j.width if chunk < j.nchunks - 1 else (j.n if j.split_n else j.m) - <int>lo
     if j.is_double:
         _gemm_part(j, lo, w, <const double*>j.a, <const double*>j.b, <double*>j.c)
@@ -87,7 +87,7 @@ cdef void split_gemm(bint trans_a, bint trans_b, int m, int n, int k,
     if threads <= 1 or work < SPLIT_MIN:
         gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
-    # Blocks of 32 (whole cache lines, whole kernel strips), about 4 of them, each at
+    # Blocks of 16 (whole cache lines, whole kernel strips), about 4 of them, each at
     # least CHUNK_MIN. Each block is its own BLAS call, which costs (per-call overhead,
     # narrower kernels) whether a worker or the caller runs it: beside one busy process,
     # where the caller runs most blocks itself, 8 blocks made 2 threads 11-16% slower
@@ -98,8 +98,8 @@ cdef void split_gemm(bint trans_a, bint trans_b, int m, int n, int k,
     # run.
     width = <int>(CHUNK_MIN / (work / dim)) + 1
     width = max(width, (dim + 3) // 4)
-    width = (width + 31) // 32 * 32
-    nchunks = dim // width
+    width = (width + 15) // 16 * 16
+    nchunks = (dim + width - 1) // width       # the last block takes what is left
     if nchunks <= 1:
         gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
