@@ -53,13 +53,14 @@ class Workspace:
         if with_loss:
             self.grad = np.empty((n, model.output_dim), dt)
         self.compiled = False        # the CompiledStep, built on first use (see compiled_step)
+        self.compiled_forward = False     # the CompiledForward (see predict_forward)
 
     def rows(self, n):
         """A workspace for a batch of n < self.n rows made of views of this one."""
         view = object.__new__(Workspace)
         view.__dict__.update({k: _first_rows(v, self.n, n) for k, v in vars(self).items()})
         view.n = n
-        view.compiled = False
+        view.compiled = view.compiled_forward = False
         view.inputs = [None] * len(self.inputs)
         view.bufs = []
         for buf in self.bufs:
@@ -184,33 +185,65 @@ def _compiles(model):
     flatten layers ending in a dense or activation layer, a softmax cross-entropy (fused
     with the last softmax, or from logits), an optimizer whose rule can be prepared
     (every one of fastnn's) and no gradient clipping by norm."""
-    loss, opt, last = model.loss, model.optimizer, model.layers[-1]
+    loss, opt = model.loss, model.optimizer
     return (type(loss) in _COMPILED_LOSSES and (model._fused or loss.from_logits)
-            and all(type(layer) in _COMPILED_KINDS for layer in model.layers)
-            and _COMPILED_KINDS[type(last)] in (_compiled.LayerKind.DENSE, _compiled.LayerKind.ACTIVATION)
-            and not model._stateful
+            and _layers_compile(model) and not model._stateful
             and opt.clipnorm is None and opt.global_clipnorm is None
             and "into" in inspect.signature(type(opt)._update).parameters)
 
 
-def _build_compiled_step(model, ws):
-    if not _compiles(model):
-        return None
+def _layers_compile(model):
+    """Are the model's layers all of the kinds step.pyx runs, the last one dense or an
+    activation (whose buffer is then the output)?"""
+    return (all(type(layer) in _COMPILED_KINDS for layer in model.layers)
+            and _COMPILED_KINDS[type(model.layers[-1])] in (_compiled.LayerKind.DENSE,
+                                                            _compiled.LayerKind.ACTIVATION))
+
+
+def _layer_specs(model, ws, training):
+    """step.pyx's description of each layer: (kind, input width, output width,
+    activation code, alpha, W, b, dW, db, out, z, grad_x, dropout mask, use_bias), the
+    arrays of the model's store and of ws (the gradients only in training)."""
     specs = []
     for layer, buf in zip(model.layers, ws.bufs):
         kind = _COMPILED_KINDS[type(layer)]
         if kind == _compiled.LayerKind.DENSE:
             specs.append((kind, layer.input_dim, layer.units, layer._code, layer.alpha,
-                          layer.W, layer.b, layer.dW, layer.db, buf.out, buf.z,
-                          buf.grad_x, None, layer.use_bias))
+                          layer.W, layer.b, layer.dW if training else None,
+                          layer.db if training else None, buf.out, buf.z,
+                          buf.grad_x if training else None, None, layer.use_bias))
         elif kind == _compiled.LayerKind.DROPOUT:
             specs.append((kind, layer.units, layer.units, 0, 0.0, None, None, None, None,
-                          buf.out, None, None, buf.mask, False))
+                          buf.out if training else None, None, None,
+                          buf.mask if training else None, False))
         elif kind == _compiled.LayerKind.ACTIVATION:
             specs.append((kind, layer.units, layer.units, layer._code, layer.alpha, None,
                           None, None, None, buf.out, None, None, None, False))
         else:
             specs.append((kind, layer.units, layer.units, 0, 0.0) + (None,) * 8 + (False,))
+    return specs
+
+
+def predict_forward(model, x, ws):
+    """forward(model, x, ws, training=False) for predict: one call into _core (step.pyx's
+    CompiledForward, built once per inference workspace) when the layers compile, else
+    layer by layer. Returns the output buffer (n, output_dim)."""
+    compiled = ws.compiled_forward
+    if compiled is False:
+        compiled = ws.compiled_forward = (
+            _compiled.CompiledForward(_layer_specs(model, ws, False), ws.n,
+                                      model.input_dim, model.output_dim, model.dtype,
+                                      ws.bufs[-1].out)
+            if _layers_compile(model) else None)
+    if compiled is None:
+        return forward(model, x, ws, False)
+    return compiled.run(x)
+
+
+def _build_compiled_step(model, ws):
+    if not _compiles(model):
+        return None
+    specs = _layer_specs(model, ws, True)
     store = model.parameter_store
     last = model.layers[-1]
     step = _compiled.CompiledStep(

@@ -476,7 +476,7 @@ class Trainer:
         with data.epoch(lambda n: self._inference_workspace(n, with_loss=True)) as batches:
             for ws, xb, yb, swb in batches:
                 n = xb.shape[0]
-                p = self._forward(xb, ws, False)
+                p = engine.predict_forward(self, xb, ws)
                 loss_sum += self._loss(ws, p, yb, swb, n)
                 for metric in metrics:
                     metric.update_batch(p, yb)
@@ -549,7 +549,7 @@ class Trainer:
         start = 0
         with data.epoch(lambda n: self._inference_workspace(n, with_loss=False)) as batches:
             for ws, xb, _, _ in batches:
-                p = self._forward(xb, ws, False)
+                p = engine.predict_forward(self, xb, ws)
                 if known:
                     out[start:start + p.shape[0]] = p
                 else:

@@ -154,8 +154,8 @@ cdef Py_ssize_t _apply_update(const plan_t* p, const update_t* u) noexcept nogil
 
 
 cdef const floating* _forward(plan_t* p, const floating* x, uint64_t epoch,
-                              uint64_t step) noexcept nogil:
-    """The training-mode forward pass; returns the network's output."""
+                              uint64_t step, bint training) noexcept nogil:
+    """The forward pass (training: with dropout); returns the network's output."""
     cdef const floating* h = x
     cdef layer_t* L
     cdef int i
@@ -168,7 +168,7 @@ cdef const floating* _forward(plan_t* p, const floating* x, uint64_t epoch,
                                L.activation, <floating>L.alpha)
             h = <floating*>L.out
         elif L.kind == DROPOUT:
-            if L.rate > 0:
+            if training and L.rate > 0:
                 dropout_forward_core(h, <floating*>L.mask, <floating*>L.out, p.n, L.m,
                                      L.rate, mix_key_core(L.seed, epoch, step, i))
                 h = <floating*>L.out
@@ -339,7 +339,7 @@ cdef int _step(plan_t* p, const floating* x, const void* y, const floating* sw,
     """The whole step, flush-to-zero on (the caller's) except in the loss, which runs in
     the caller's mode fp_mode as its Python wrapper does; returns 0 ok, 1 non-finite
     (nothing updated), 2 overflow."""
-    cdef const floating* out = _forward(p, x, epoch, step)
+    cdef const floating* out = _forward(p, x, epoch, step, True)
     cdef const floating* z = out
     cdef layer_t* last = &p.layers[p.nlayers - 1]
     cdef double total
@@ -390,6 +390,34 @@ cdef void* _ptr(object array) except? NULL:
     return address
 
 
+cdef int _fill_layers(plan_t* p, object layers, Py_ssize_t itemsize) except -1:
+    """p.layers from the layer specs (see CompiledStep); W's and b's offsets in the flat
+    gradient when p.grads is set."""
+    cdef int i
+    cdef layer_t* L
+    p.nlayers = len(layers)
+    p.layers = <layer_t*>malloc(max(1, p.nlayers) * sizeof(layer_t))
+    if p.layers == NULL:
+        raise MemoryError()
+    for i, (kind, k, m, act, alpha, w, b, dw, db, out, z, grad_x, mask,
+            use_bias) in enumerate(layers):
+        L = &p.layers[i]
+        L.kind, L.k, L.m, L.activation, L.alpha = kind, k, m, act, alpha
+        L.w, L.b, L.dw, L.db = _ptr(w), _ptr(b), _ptr(dw), _ptr(db)
+        L.out, L.z, L.grad_x, L.mask = _ptr(out), _ptr(z), _ptr(grad_x), _ptr(mask)
+        L.use_bias = use_bias
+        L.input = NULL
+        L.dz = NULL
+        L.w_off = L.b_off = 0
+        if kind == DENSE and p.grads != NULL:
+            L.w_off = (<char*>L.dw - <char*>p.grads) // itemsize
+            L.b_off = (<char*>L.db - <char*>p.grads) // itemsize
+        L.rate = 0
+        L.seed = 0
+        L.kl1 = L.kl2 = L.bl1 = L.bl2 = 0
+    return 0
+
+
 cdef class CompiledStep:
     """The compiled step of one model for batches of n rows (see the module docstring).
 
@@ -436,25 +464,7 @@ cdef class CompiledStep:
         self.p.grad = _ptr(grad)
         self.p.output = _ptr(output)
         self.p.grads = _ptr(grads)
-        self.p.layers = <layer_t*>malloc(max(1, self.p.nlayers) * sizeof(layer_t))
-        if self.p.layers == NULL:
-            raise MemoryError()
-        for i, (kind, k, m, act, alpha, w, b, dw, db, out, z, grad_x, mask,
-                use_bias) in enumerate(layers):
-            L = &self.p.layers[i]
-            L.kind, L.k, L.m, L.activation, L.alpha = kind, k, m, act, alpha
-            L.w, L.b, L.dw, L.db = _ptr(w), _ptr(b), _ptr(dw), _ptr(db)
-            L.out, L.z, L.grad_x, L.mask = _ptr(out), _ptr(z), _ptr(grad_x), _ptr(mask)
-            L.use_bias = use_bias
-            L.input = NULL
-            L.dz = NULL
-            L.w_off = L.b_off = 0
-            if kind == DENSE:
-                L.w_off = (<char*>L.dw - <char*>self.p.grads) // self.dtype.itemsize
-                L.b_off = (<char*>L.db - <char*>self.p.grads) // self.dtype.itemsize
-            L.rate = 0
-            L.seed = 0
-            L.kl1 = L.kl2 = L.bl1 = L.bl2 = 0
+        _fill_layers(&self.p, layers, self.dtype.itemsize)
         size = grads.shape[0]
         frozen = [(int(lo), int(hi)) for lo, hi in frozen_ranges if hi > lo]
         trainable, start = [], 0
@@ -582,3 +592,52 @@ cdef class CompiledStep:
                                step, scale, &update.u, mode, &loss_sum, &penalty, &bad)
         fastnn_ftz_restore(mode)
         return loss_sum, penalty, STATUS[status], bad
+
+
+cdef class CompiledForward:
+    """The inference forward pass of one model for batches of n rows in one nogil call
+    (predict): the layers' specs as CompiledStep's (dropout is the identity here), the
+    output written into ``output`` (n, out_dim), the last layer's buffer."""
+    cdef plan_t p
+    cdef object keep
+    cdef readonly object output
+    cdef readonly object dtype
+
+    def __cinit__(self):
+        self.p.layers = NULL
+        self.p.tiles = NULL
+        self.p.tile_bad = NULL
+        self.p.frozen_lo = NULL
+        self.p.frozen_hi = NULL
+
+    def __init__(self, layers, int n, int in_dim, int out_dim, dtype, output):
+        self.dtype = np.dtype(dtype)
+        self.keep = (layers, output)
+        self.output = output
+        self.p.n = n
+        self.p.in_dim = in_dim
+        self.p.out_dim = out_dim
+        self.p.is_double = self.dtype == np.float64
+        self.p.grads = NULL
+        _fill_layers(&self.p, layers, self.dtype.itemsize)
+
+    def __dealloc__(self):
+        free(self.p.layers)
+
+    def run(self, x):
+        """The outputs for x (n, in_dim), C-contiguous of the model's dtype (checked by
+        the caller), into self.output; returns it."""
+        cdef void* xp
+        cdef unsigned int mode
+        if x.shape[0] != self.p.n or x.shape[1] != self.p.in_dim:
+            raise ValueError(f"CompiledForward.run: x has shape {x.shape}, the pass was "
+                             f"built for ({self.p.n}, {self.p.in_dim})")
+        xp = _ptr(x)
+        mode = fastnn_ftz_on()
+        with nogil:
+            if self.p.is_double:
+                _forward(&self.p, <const double*>xp, 0, 0, False)
+            else:
+                _forward(&self.p, <const float*>xp, 0, 0, False)
+        fastnn_ftz_restore(mode)
+        return self.output
