@@ -909,3 +909,73 @@ def test_the_fused_update_leaves_the_whole_gradient_and_matches_the_python_step(
     scale = np.abs(python[0]).max()
     np.testing.assert_allclose(fused[0], python[0], rtol=0, atol=1e-5 * scale)
     np.testing.assert_allclose(fused[1], python[1], rtol=0, atol=1e-6)
+
+
+# --------------------------------------------------------------- predict in one call --
+def _predict_model(dtype):
+    m = fn.Sequential([fn.layers.Dense(20, activation="relu", input_dim=13),
+                       fn.layers.Dropout(0.4), fn.layers.Dense(9, activation="tanh"),
+                       fn.layers.Dense(4, activation="softmax")], dtype=dtype)
+    m.seed = 2
+    m.build()
+    return m
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [1, 7, 32])
+def test_predict_in_one_call_gives_the_layer_by_layer_outputs(dtype, n, monkeypatch):
+    """predict's one-call pass (CompiledForward, dropout the identity) and its fast path
+    for one batch give exactly the outputs of the layer-by-layer loop."""
+    m = _predict_model(dtype)
+    x = np.random.default_rng(n).standard_normal((n, 13)).astype(dtype)
+    fast = m.predict(x)
+    on_batch = m.predict_on_batch(x)
+    ws = m._inference_workspace(n, with_loss=False)
+    assert ws.compiled_forward is not None and ws.compiled_forward is not False
+    monkeypatch.setattr(engine, "_layers_compile", lambda model: False)
+    slow = _predict_model(dtype)
+    slow.set_weights(m.get_weights())
+    reference = slow.predict(x.copy(order="F") if n > 1 else x.astype(np.float64))
+    assert slow._inference_workspace(n, with_loss=False).compiled_forward is None
+    assert np.array_equal(fast, reference) and np.array_equal(on_batch, reference)
+    assert fast.dtype == np.dtype(dtype) and fast.shape == (n, 4)
+
+
+def test_predict_fast_path_leaves_bad_input_to_the_loop_and_its_messages():
+    m = _predict_model("float32")
+    x = np.ones((2, 13), np.float32)
+    x[1, 3] = np.nan
+    with pytest.raises(ValueError, match=r"predict: x: contains NaN or infinity"):
+        m.predict(x)
+    with pytest.raises(ValueError, match="13 features"):
+        m.predict(np.ones((2, 12), np.float32))
+    # more rows than one batch, a Fortran-ordered copy, another dtype: the loop, with
+    # the same batches, so the same bits; other batch sizes change BLAS's blocking, so
+    # the last bits (float32 outputs of a softmax: 1e-6 relative)
+    big = np.random.default_rng(0).standard_normal((70, 13)).astype(np.float32)
+    whole = m.predict(big)
+    assert np.array_equal(m.predict(np.asfortranarray(big)), whole)
+    assert np.array_equal(m.predict(big.astype(np.float64)), whole)
+    np.testing.assert_allclose(m.predict(big, batch_size=16), whole, rtol=1e-6)
+    np.testing.assert_allclose(m.predict(big[:5]), whole[:5], rtol=1e-6)
+
+
+def test_predict_from_two_threads_at_once_each_gets_its_own_outputs():
+    """The one-call pass writes the calling thread's workspace; the result is a copy."""
+    import threading
+    m = _predict_model("float32")
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((1, 13)).astype(np.float32) for _ in range(2)]
+    expected = [m.predict(x) for x in xs]
+    errors = []
+
+    def work(i):
+        for _ in range(300):
+            if not np.array_equal(m.predict(xs[i]), expected[i]):
+                errors.append(i)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
