@@ -10,7 +10,8 @@ data-parallel strategy all call it. For the common models (dense, dropout, activ
 and flatten layers under a softmax cross-entropy, any optimizer without clipnorm) the
 whole step is ONE call into fastnn/_core (step.pyx's CompiledStep, built once per batch
 size); otherwise every arrow is a handful of calls into fastnn/_core, each doing real
-work with the GIL released. Both give the same bits (tests/test_compiled_step.py). The
+work with the GIL released. Both give the same bits, but for the compiled step's fused
+update of small batches, which matches to rounding (tests/test_compiled_step.py). The
 arrays a step touches (batch, activations, gradients) are made once per batch size and
 reused.
 

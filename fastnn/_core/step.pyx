@@ -3,12 +3,23 @@ dropout, activation and flatten layers under a softmax cross-entropy, with the G
 released:
 
   forward (dropout masks included) -> loss and dL/dz -> backward (dW, db, dx and the
-  L1/L2 gradients) -> finiteness -> the optimizer's update of every trainable parameter.
+  L1/L2 gradients) -> finiteness -> the optimizer's update of every trainable parameter;
+
+and CompiledForward, predict's forward pass in one call.
 
 It chains the kernels' nogil cores (dense.pxd, random.pxd, losses.pxd, ops.pxd, optim.pxd)
-in exactly the order fastnn/engine.py's Python step calls their wrappers, so the two give
-the same bits; engine.train_step uses this one whenever the model, loss and optimizer are
-of the kinds above and the Python step otherwise (and the tests compare the two).
+in the order fastnn/engine.py's Python step calls their wrappers, so the two give the
+same bits; engine.train_step uses this one whenever the model, loss and optimizer are of
+the kinds above and the Python step otherwise (and the tests compare the two). Two
+things only the compiled step does, for small batches, where a step is a few memory
+passes over the parameters:
+- the finiteness of the gradients is proven from each dense layer's input and delta
+  (_gradient_bounded) instead of a pass over every gradient; when the bound does not
+  clear, the pass decides, so the verdict is always the pass's;
+- with nothing frozen or regularized, dW is made in blocks of rows that the update
+  consumes while they are in cache (_fused_update); the blocks' products may round
+  differently in the last bit from the whole product's, so these steps match the Python
+  step to rounding, not bit for bit.
 
 A CompiledStep is built once per (model, batch size) from the model's layers and a
 training workspace (fastnn/engine.py): it holds the addresses of every buffer, so a
@@ -25,7 +36,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIG
 from cython cimport floating
 
 from fastnn._core.fpmode cimport fastnn_ftz_on, fastnn_ftz_restore
-from fastnn._core.blas cimport matmul, parallel_run
+from fastnn._core.blas cimport chunk_fn, matmul, parallel_run
 from fastnn._core.activations cimport bias_activation, activation_grad_bias, LINEAR
 from fastnn._core.dense cimport dense_forward_core, dense_backward_core
 from fastnn._core.losses cimport softmax_cross_entropy_core
@@ -110,7 +121,7 @@ ctypedef struct plan_t:
 ctypedef struct pass_job_t:
     const plan_t* plan
     const update_t* update      # NULL: the finiteness check
-    Py_ssize_t result[MAX_CHUNKS]
+    Py_ssize_t* result          # one per chunk
 
 
 cdef void _update_chunk(void* args, int chunk) noexcept nogil:
@@ -129,28 +140,29 @@ cdef void _check_chunk(void* args, int chunk) noexcept nogil:
         job.result[chunk] = all_finite_core(<const float*>p.grads + lo, hi - lo)
 
 
-cdef bint _grads_finite(const plan_t* p) noexcept nogil:
+cdef Py_ssize_t _run_chunks(const plan_t* p, const update_t* u, chunk_fn fn,
+                            int nchunks, Py_ssize_t* result) noexcept nogil:
+    """fn's chunks 0..nchunks-1 on fastnn's threads; the sum of their results."""
     cdef pass_job_t job
-    cdef int c
-    job.plan = p
-    job.update = NULL
-    parallel_run(_check_chunk, &job, p.n_check)
-    for c in range(p.n_check):
-        if not job.result[c]:
-            return False
-    return True
-
-
-cdef Py_ssize_t _apply_update(const plan_t* p, const update_t* u) noexcept nogil:
-    cdef pass_job_t job
-    cdef Py_ssize_t bad = 0
+    cdef Py_ssize_t total = 0
     cdef int c
     job.plan = p
     job.update = u
-    parallel_run(_update_chunk, &job, p.n_update)
-    for c in range(p.n_update):
-        bad += job.result[c]
-    return bad
+    job.result = result
+    parallel_run(fn, &job, nchunks)
+    for c in range(nchunks):
+        total += result[c]
+    return total
+
+
+cdef bint _grads_finite(const plan_t* p) noexcept nogil:
+    cdef Py_ssize_t result[MAX_CHUNKS]
+    return _run_chunks(p, NULL, _check_chunk, p.n_check, result) == p.n_check
+
+
+cdef Py_ssize_t _apply_update(const plan_t* p, const update_t* u) noexcept nogil:
+    cdef Py_ssize_t result[MAX_CHUNKS]
+    return _run_chunks(p, u, _update_chunk, p.n_update, result)
 
 
 cdef const floating* _forward(plan_t* p, const floating* x, uint64_t epoch,
@@ -280,13 +292,13 @@ cdef void _tile_chunk(void* args, int chunk) noexcept nogil:
     cdef const tile_t* t = &p.tiles[chunk]
     cdef const layer_t* L = &p.layers[t.layer]
     if t.r0 < 0:
-        p.tile_bad[chunk] = update_range(job.update, L.b_off, L.b_off + L.m, NULL)
+        job.result[chunk] = update_range(job.update, L.b_off, L.b_off + L.m, NULL)
         return
     if p.is_double:
         _tile_gradient(L, t.r0, t.r1, p.n, <double*>L.dw)
     else:
         _tile_gradient(L, t.r0, t.r1, p.n, <float*>L.dw)
-    p.tile_bad[chunk] = update_range(job.update, L.w_off + <Py_ssize_t>t.r0 * L.m,
+    job.result[chunk] = update_range(job.update, L.w_off + <Py_ssize_t>t.r0 * L.m,
                                      L.w_off + <Py_ssize_t>t.r1 * L.m, NULL)
 
 
@@ -302,15 +314,7 @@ cdef Py_ssize_t _fused_update(const plan_t* p, const update_t* u) noexcept nogil
     biases updated), the blocks shared by the threads: the update then reads dW from
     cache instead of memory. The whole dW is still written (layer.gradients stays
     true). Returns the count of non-finite new weights."""
-    cdef pass_job_t job
-    cdef Py_ssize_t bad = 0
-    cdef int c
-    job.plan = p
-    job.update = u
-    parallel_run(_tile_chunk, &job, p.n_tiles)
-    for c in range(p.n_tiles):
-        bad += p.tile_bad[c]
-    return bad
+    return _run_chunks(p, u, _tile_chunk, p.n_tiles, p.tile_bad)
 
 
 cdef void _weight_gradients(plan_t* p, floating* any) noexcept nogil:
