@@ -979,3 +979,36 @@ def test_predict_from_two_threads_at_once_each_gets_its_own_outputs():
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_batch_1_predict_splits_wide_products_in_halves_of_rows(restore_threads,
+                                                                monkeypatch):
+    """With 2+ threads a batch-1 predict computes each product of at least 256K
+    multiply-adds as the sum of two halves of the weight rows (blas.matvec_in_halves):
+    right to float32 rounding against float64 NumPy (the two partial sums add one
+    rounding, so 1e-5 relative to the largest output), the same bits for 2 and 3 threads
+    (the halves are fixed by the shape), and with 1 thread the whole product as before."""
+    rng = np.random.default_rng(8)
+    m = fn.Sequential([fn.layers.Dense(512, activation="relu", input_dim=784),
+                       fn.layers.Dense(512, activation="relu"),
+                       fn.layers.Dense(10, activation="softmax")])
+    m.seed = 4
+    m.build()
+    x = rng.standard_normal((1, 784)).astype(np.float32)
+    h = x.astype(np.float64)
+    for layer in m.layers[:2]:
+        h = np.maximum(h @ layer.W.astype(np.float64) + layer.b, 0)
+    z = h @ m.layers[2].W.astype(np.float64) + m.layers[2].b
+    reference = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    outputs = {}
+    for threads in (2, 3, 1):
+        fn.set_num_threads(threads)
+        outputs[threads] = m.predict(x)
+    np.testing.assert_allclose(outputs[2], reference, rtol=0, atol=1e-5)
+    assert np.array_equal(outputs[2], outputs[3])
+    # one thread: the whole products, exactly the layer-by-layer forward's
+    fn.set_num_threads(1)
+    monkeypatch.setattr(engine, "_layers_compile", lambda model: False)
+    m._local.cache = None       # this thread's inference workspaces, built anew
+    assert np.array_equal(outputs[1], m.predict(x))
+    assert m._inference_workspace(1, with_loss=False).compiled_forward is None

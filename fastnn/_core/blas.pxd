@@ -58,3 +58,6 @@ cdef void matmul(bint trans_a, bint trans_b, int m, int n, int k,
 ctypedef void (*chunk_fn)(void* args, int chunk) noexcept nogil
 
 cdef void parallel_run(chunk_fn fn, void* args, int nchunks) noexcept nogil
+
+cdef bint matvec_in_halves(int k, int n, const floating* x, const floating* b, int ldb,
+                           floating* partial, floating* y) noexcept nogil

@@ -5,6 +5,7 @@ from cython cimport floating
 
 cdef extern from "workpool.h" nogil:
     void fastnn_pool_run(chunk_fn fn, void* args, int nchunks, int threads)
+    void fastnn_pool_run_lingering(chunk_fn fn, void* args, int nchunks, int threads)
 
 
 # The threads a large gemm is split over (fastnn.set_num_threads sets it; BLAS itself runs
@@ -19,12 +20,65 @@ cdef double SPLIT_MIN = 1 << 20
 # Each block does at least this many multiply-adds (a few µs on one core), so the
 # per-block cost of taking it is small.
 cdef double CHUNK_MIN = 1 << 18
+# A batch-1 product x @ B is split in two halves of B's rows from this many
+# multiply-adds (1 MB of float32 weights: two cores' caches then hold one half each).
+cdef double HALVES_MIN = 1 << 18
 
 
 cdef void parallel_run(chunk_fn fn, void* args, int nchunks) noexcept nogil:
     """fn(args, 0..nchunks-1) on fastnn's threads (the caller is one), each chunk taken
     from a shared counter (workpool.h); chunks must be independent."""
     fastnn_pool_run(fn, args, nchunks, _split_threads)
+
+
+ctypedef struct _HalvesJob:
+    bint is_double
+    int k, n, ldb, half
+    const void* x
+    const void* b
+    void* partial
+
+
+cdef inline void _half_product(_HalvesJob* j, int chunk, const floating* x,
+                               const floating* b, floating* partial) noexcept nogil:
+    cdef int lo = 0 if chunk == 0 else j.half
+    cdef int rows = j.half if chunk == 0 else j.k - j.half
+    gemv(True, rows, j.n, <floating>1, b + <Py_ssize_t>lo * j.ldb, j.ldb, x + lo, 1,
+         <floating>0, partial + <Py_ssize_t>chunk * j.n, 1)
+
+
+cdef void _halves_chunk(void* p, int chunk) noexcept nogil:
+    cdef _HalvesJob* j = <_HalvesJob*>p
+    if j.is_double:
+        _half_product(j, chunk, <const double*>j.x, <const double*>j.b, <double*>j.partial)
+    else:
+        _half_product(j, chunk, <const float*>j.x, <const float*>j.b, <float*>j.partial)
+
+
+cdef bint matvec_in_halves(int k, int n, const floating* x, const floating* b, int ldb,
+                           floating* partial, floating* y) noexcept nogil:
+    """y[n] = x[k] @ B[k, n] (row-major, row stride ldb) as the sum of the products of
+    B's two halves of rows, one per thread (the caller takes the first, a worker the
+    second when it is awake: each keeps its half of B in its core's cache from one
+    predict to the next), partial (2, n) their scratch. The halves are fixed by the
+    shape, so the bits are the same for every thread count >= 2. Returns False, having
+    done nothing, when one thread is set or the product is too small to split."""
+    cdef _HalvesJob job
+    cdef int j
+    if _split_threads <= 1 or <double>k * n < HALVES_MIN or k < 2:
+        return False
+    job.is_double = floating is double
+    job.k = k
+    job.n = n
+    job.ldb = ldb
+    job.half = k // 2
+    job.x = x
+    job.b = b
+    job.partial = partial
+    fastnn_pool_run_lingering(_halves_chunk, &job, 2, _split_threads)
+    for j in range(n):
+        y[j] = partial[j] + partial[n + j]
+    return True
 
 
 def set_split_threads(int n):

@@ -36,7 +36,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIG
 from cython cimport floating
 
 from fastnn._core.fpmode cimport fastnn_ftz_on, fastnn_ftz_restore
-from fastnn._core.blas cimport chunk_fn, matmul, parallel_run
+from fastnn._core.blas cimport chunk_fn, matmul, matvec_in_halves, parallel_run
 from fastnn._core.activations cimport bias_activation, activation_grad_bias, LINEAR
 from fastnn._core.dense cimport dense_forward_core, dense_backward_core
 from fastnn._core.losses cimport softmax_cross_entropy_core
@@ -98,6 +98,7 @@ ctypedef struct plan_t:
     bint is_double, fused, logits_of_input, sparse
     bint use_bound      # prove the gradients finite from the layers' inputs and deltas
     bint may_fuse       # no frozen ranges: dW may be made tile by tile into the update
+    void* partial       # CompiledForward's (2, widest layer) scratch for batch 1, or NULL
     tile_t* tiles       # the fused update's pieces (see _fused_update)
     Py_ssize_t* tile_bad
     int n_tiles
@@ -175,9 +176,16 @@ cdef const floating* _forward(plan_t* p, const floating* x, uint64_t epoch,
         L = &p.layers[i]
         L.input = h
         if L.kind == DENSE:
-            dense_forward_core(h, <const floating*>L.w, <const floating*>L.b,
-                               <floating*>L.out, <floating*>L.z, p.n, L.k, L.m,
-                               L.activation, <floating>L.alpha)
+            if p.partial != NULL and p.n == 1 and matvec_in_halves(
+                    L.k, L.m, h, <const floating*>L.w, L.m, <floating*>p.partial,
+                    <floating*>L.out):
+                # one sample (predict): its product from both cores' caches
+                bias_activation(<floating*>L.out, <const floating*>L.b, <floating*>L.z,
+                                1, L.m, L.activation, <floating>L.alpha)
+            else:
+                dense_forward_core(h, <const floating*>L.w, <const floating*>L.b,
+                                   <floating*>L.out, <floating*>L.z, p.n, L.k, L.m,
+                                   L.activation, <floating>L.alpha)
             h = <floating*>L.out
         elif L.kind == DROPOUT:
             if training and L.rate > 0:
@@ -443,6 +451,7 @@ cdef class CompiledStep:
         self.p.frozen_hi = NULL
         self.p.tiles = NULL
         self.p.tile_bad = NULL
+        self.p.partial = NULL
 
     def __init__(self, layers, int n, int in_dim, int out_dim, dtype, bint fused,
                  bint logits_of_input, bint sparse, double label_smoothing, grad, grads,
@@ -611,6 +620,7 @@ cdef class CompiledForward:
         self.p.layers = NULL
         self.p.tiles = NULL
         self.p.tile_bad = NULL
+        self.p.partial = NULL
         self.p.frozen_lo = NULL
         self.p.frozen_hi = NULL
 
@@ -624,8 +634,14 @@ cdef class CompiledForward:
         self.p.is_double = self.dtype == np.float64
         self.p.grads = NULL
         _fill_layers(&self.p, layers, self.dtype.itemsize)
+        if n == 1:
+            widest = max(spec[2] for spec in layers)
+            self.p.partial = malloc(2 * widest * self.dtype.itemsize)
+            if self.p.partial == NULL:
+                raise MemoryError()
 
     def __dealloc__(self):
+        free(self.p.partial)
         free(self.p.layers)
 
     def run(self, x):

@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FASTNN_POOL_MAX 64
@@ -34,6 +35,7 @@ static struct {
     int nchunks;
     fastnn_chunk_fn fn;
     void *args;
+    int linger;                  /* written under mu: workers watch for a next job */
     int nworkers;
     pid_t pid;
 } fastnn_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
@@ -53,6 +55,36 @@ static void fastnn_pool_work(unsigned int gen, fastnn_chunk_fn fn, void *args, i
     }
 }
 
+/* After a job posted with linger (batch-1 predict, whose products follow each other
+ * within microseconds and take about as long as waking a sleeping thread), a worker
+ * watches for the next job for up to FASTNN_LINGER seconds before sleeping. It only
+ * reads, pausing between reads; training jobs never linger. */
+#define FASTNN_LINGER 100e-6
+static double fastnn_pool_clock(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void fastnn_pool_linger(unsigned int seen)
+{
+    double end = fastnn_pool_clock() + FASTNN_LINGER;
+    int i;
+    for (;;) {
+        for (i = 0; i < 64; i++) {
+            if ((unsigned int)(atomic_load_explicit(&fastnn_pool.claim,
+                                                    memory_order_relaxed) >> 32) != seen)
+                return;
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+        if (fastnn_pool_clock() > end)
+            return;
+    }
+}
+
 static void *fastnn_pool_loop(void *unused)
 {
     unsigned int seen;
@@ -62,15 +94,18 @@ static void *fastnn_pool_loop(void *unused)
     for (;;) {
         fastnn_chunk_fn fn;
         void *args;
-        int nchunks;
+        int nchunks, linger;
         while (fastnn_pool.gen == seen)
             pthread_cond_wait(&fastnn_pool.cv, &fastnn_pool.mu);
         seen = fastnn_pool.gen;
         fn = fastnn_pool.fn;
         args = fastnn_pool.args;
         nchunks = fastnn_pool.nchunks;
+        linger = fastnn_pool.linger;
         pthread_mutex_unlock(&fastnn_pool.mu);
         fastnn_pool_work(seen, fn, args, nchunks);
+        if (linger)
+            fastnn_pool_linger(seen);
         pthread_mutex_lock(&fastnn_pool.mu);
     }
     return NULL;
@@ -103,7 +138,8 @@ static int fastnn_pool_grow(int wanted)
 
 /* Run fn(args, 0..nchunks-1) on up to `threads` threads (the caller is one of them).
  * The chunks must be independent. Returns when all are done. */
-static void fastnn_pool_run(fastnn_chunk_fn fn, void *args, int nchunks, int threads)
+static void fastnn_pool_run_job(fastnn_chunk_fn fn, void *args, int nchunks, int threads,
+                                int linger)
 {
     int expected = 0, i;
     unsigned int gen;
@@ -133,6 +169,7 @@ static void fastnn_pool_run(fastnn_chunk_fn fn, void *args, int nchunks, int thr
     fastnn_pool.fn = fn;
     fastnn_pool.args = args;
     fastnn_pool.nchunks = nchunks;
+    fastnn_pool.linger = linger;
     atomic_store(&fastnn_pool.done, 0);
     atomic_store(&fastnn_pool.claim, (unsigned long long)gen << 32);
     pthread_cond_broadcast(&fastnn_pool.cv);
@@ -142,6 +179,18 @@ static void fastnn_pool_run(fastnn_chunk_fn fn, void *args, int nchunks, int thr
     while (atomic_load(&fastnn_pool.done) < nchunks)
         sched_yield();
     atomic_store(&fastnn_pool.busy, 0);
+}
+
+static void fastnn_pool_run(fastnn_chunk_fn fn, void *args, int nchunks, int threads)
+{
+    fastnn_pool_run_job(fn, args, nchunks, threads, 0);
+}
+
+/* fastnn_pool_run for a job whose workers then watch for the next one (see linger). */
+static void fastnn_pool_run_lingering(fastnn_chunk_fn fn, void *args, int nchunks,
+                                      int threads)
+{
+    fastnn_pool_run_job(fn, args, nchunks, threads, 1);
 }
 
 #endif
