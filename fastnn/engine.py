@@ -225,20 +225,26 @@ def _layer_specs(model, ws, training):
     return specs
 
 
-def predict_forward(model, x, ws):
-    """forward(model, x, ws, training=False) for predict: one call into _core (step.pyx's
-    CompiledForward, built once per inference workspace) when the layers compile, else
-    layer by layer. Returns the output buffer (n, output_dim)."""
-    compiled = ws.compiled_forward
-    if compiled is False:
-        compiled = ws.compiled_forward = (
+def compiled_forward(model, ws):
+    """The inference workspace ws's CompiledForward (step.pyx: predict's forward pass in
+    one call), built on first use; None when a layer is of a kind only the layer-by-layer
+    forward runs."""
+    if ws.compiled_forward is False:
+        ws.compiled_forward = (
             _compiled.CompiledForward(_layer_specs(model, ws, False), ws.n,
                                       model.input_dim, model.output_dim, model.dtype,
                                       ws.bufs[-1].out)
             if _layers_compile(model) else None)
-    if compiled is None:
-        return forward(model, x, ws, False)
-    return compiled.run(x)
+    return ws.compiled_forward
+
+
+def predict_forward(model, x, ws):
+    """forward(model, x, ws, training=False) for predict's loop (x checked and converted):
+    one call into _core when the layers compile, else layer by layer. Returns the output
+    buffer (n, output_dim)."""
+    compiled = compiled_forward(model, ws)
+    out = compiled.run(x) if compiled is not None else None
+    return out if out is not None else forward(model, x, ws, False)
 
 
 def _build_compiled_step(model, ws):

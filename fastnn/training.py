@@ -546,15 +546,16 @@ class Trainer:
         """predict's fast path (what a server calling predict on one sample runs): x an
         in-memory, C-contiguous, finite (n, input_dim) array of the model's dtype with
         n <= batch_size is a single batch, so the loop would make one pass over it; make
-        that pass directly (one workspace lookup, one forward call). None for anything
-        else, which takes the loop (and its checks and messages)."""
-        if not (type(x) is np.ndarray and x.ndim == 2 and x.dtype == self.dtype
-                and len(self._input_shape) == 1 and x.shape[1] == self.input_dim
-                and 0 < x.shape[0] <= batch_size and x.flags.c_contiguous
-                and _ops.all_finite(x.reshape(-1))):
+        that pass directly: one workspace lookup and one call, which checks x itself
+        (engine.compiled_forward). None for anything else, which takes the loop (and its
+        checks and messages)."""
+        if not (type(x) is np.ndarray and x.ndim == 2 and 0 < x.shape[0] <= batch_size
+                and len(self._input_shape) == 1):
             return None
-        ws = self._inference_workspace(x.shape[0], with_loss=False)
-        return engine.predict_forward(self, x, ws).copy()
+        compiled = engine.compiled_forward(
+            self, self._inference_workspace(x.shape[0], with_loss=False))
+        out = compiled.run(x) if compiled is not None else None
+        return out.copy() if out is not None else None
 
     def _predict(self, data):
         """The outputs over an adapter's batches: written into one (n, units) array when

@@ -645,19 +645,32 @@ cdef class CompiledForward:
         free(self.p.layers)
 
     def run(self, x):
-        """The outputs for x (n, in_dim), C-contiguous of the model's dtype (checked by
-        the caller), into self.output; returns it."""
-        cdef void* xp
+        """The outputs for x (n, in_dim) into self.output, returned; None, having done
+        nothing, unless x is a C-contiguous, finite numpy array of that shape and of the
+        model's dtype (the caller's general path then checks and converts it)."""
+        cdef Py_buffer view
+        cdef bint ok
         cdef unsigned int mode
-        if x.shape[0] != self.p.n or x.shape[1] != self.p.in_dim:
-            raise ValueError(f"CompiledForward.run: x has shape {x.shape}, the pass was "
-                             f"built for ({self.p.n}, {self.p.in_dim})")
-        xp = _ptr(x)
-        mode = fastnn_ftz_on()
-        with nogil:
-            if self.p.is_double:
-                _forward(&self.p, <const double*>xp, 0, 0, False)
-            else:
-                _forward(&self.p, <const float*>xp, 0, 0, False)
-        fastnn_ftz_restore(mode)
-        return self.output
+        if type(x) is not np.ndarray or x.dtype != self.dtype or not x.flags.c_contiguous:
+            return None
+        PyObject_GetBuffer(x, &view, PyBUF_C_CONTIGUOUS)
+        try:
+            ok = view.ndim == 2 and view.shape[0] == self.p.n and \
+                view.shape[1] == self.p.in_dim
+            if ok:
+                mode = fastnn_ftz_on()
+                with nogil:
+                    if self.p.is_double:
+                        ok = all_finite_core(<const double*>view.buf,
+                                             <Py_ssize_t>self.p.n * self.p.in_dim)
+                        if ok:
+                            _forward(&self.p, <const double*>view.buf, 0, 0, False)
+                    else:
+                        ok = all_finite_core(<const float*>view.buf,
+                                             <Py_ssize_t>self.p.n * self.p.in_dim)
+                        if ok:
+                            _forward(&self.p, <const float*>view.buf, 0, 0, False)
+                fastnn_ftz_restore(mode)
+        finally:
+            PyBuffer_Release(&view)
+        return self.output if ok else None
