@@ -20,12 +20,12 @@ and use its layers, loss, optimizer and ``parameter_store``; this module never i
 fastnn.models (the model imports it).
 """
 import collections
-import inspect
 
 import numpy as np
 
 from fastnn import layers as _layers
 from fastnn import losses as _losses
+from fastnn import optimizers as _optimizers
 from fastnn._core import optim as _optim
 from fastnn._core import random as _rand
 from fastnn._core import step as _compiled
@@ -40,7 +40,7 @@ class Workspace:
     def __init__(self, model, n, training, with_loss):
         dt = model.dtype
         self.n = n
-        self.version = model._version
+        self.version = _version(model)
         self.bufs = [layer.make_buffers(n, dt, training, need_grad_x=i > 0)
                      for i, layer in enumerate(model.layers)]
         self.inputs = [None] * len(model.layers)
@@ -54,6 +54,7 @@ class Workspace:
         if with_loss:
             self.grad = np.empty((n, model.output_dim), dt)
         self.compiled = False        # the CompiledStep, built on first use (see compiled_step)
+        self.compiled_route = None
         self.compiled_forward = False     # the CompiledForward (see predict_forward)
 
     def rows(self, n):
@@ -78,12 +79,19 @@ def _first_rows(value, full, n):
     return value
 
 
+def _version(model):
+    """What a workspace (and the compiled passes it holds) was made for: the model's
+    structure and compile (model._version) and its layers' kernel settings."""
+    return model._version, _layers.config_generation()
+
+
 def train_workspace(model, n):
     """The training workspace for batches of n rows (cached per batch size)."""
     ws = model._train_cache.get(n)
-    if ws is None or ws.version != model._version:
+    version = _version(model)
+    if ws is None or ws.version != version:
         larger = [w for k, w in model._train_cache.items()
-                  if k > n and w.version == model._version]
+                  if k > n and w.version == version]
         if larger:
             # The last, smaller batch of an epoch: the first n rows of the full
             # batch's buffers (row slices of C-contiguous arrays are C-contiguous).
@@ -105,7 +113,7 @@ def inference_workspace(model, n, with_loss):
         cache = model._local.cache = collections.OrderedDict()
     key = (n, with_loss)
     ws = cache.get(key)
-    if ws is None or ws.version != model._version:
+    if ws is None or ws.version != _version(model):
         ws = Workspace(model, n, training=False, with_loss=with_loss)
         cache[key] = ws
         while len(cache) > _MAX_CACHED_SIZES:
@@ -172,25 +180,40 @@ _COMPILED_KINDS = {_layers.Dense: _compiled.LayerKind.DENSE, _layers.Dropout: _c
 _COMPILED_LOSSES = (_losses.CategoricalCrossentropy, _losses.SparseCategoricalCrossentropy)
 
 
+_COMPILED_OPTIMIZERS = (_optimizers.SGD, _optimizers.Adagrad, _optimizers.RMSprop,
+                        _optimizers.Adam, _optimizers.AdamW, _optimizers.Nadam,
+                        _optimizers.Adamax, _optimizers.Adadelta, _optimizers.Lion)
+
+
 def compiled_step(model, ws):
     """The training workspace ws's CompiledStep (fastnn/_core/step.pyx: the whole step
     in one call), built on first use; None when the model, its loss or its optimizer
-    has a part only the Python step below runs."""
-    if ws.compiled is False:
+    has a part only the Python step below runs. The settings that decide it and may
+    change without a recompile (from_logits, clipnorm) are looked at every step."""
+    key = _route(model)
+    if ws.compiled is False or ws.compiled_route != key:
         ws.compiled = _build_compiled_step(model, ws)
+        ws.compiled_route = key
     return ws.compiled
+
+
+def _route(model):
+    opt = model.optimizer
+    return (getattr(model.loss, "from_logits", None), opt.clipnorm is None,
+            opt.global_clipnorm is None)
 
 
 def _compiles(model):
     """Can the compiled step run this model's step: dense, dropout, activation and
     flatten layers ending in a dense or activation layer, a softmax cross-entropy (fused
     with the last softmax, or from logits), an optimizer whose rule can be prepared
-    (every one of fastnn's) and no gradient clipping by norm."""
+    (fastnn's own: a subclass may change what apply does) and no gradient clipping by
+    norm."""
     loss, opt = model.loss, model.optimizer
     return (type(loss) in _COMPILED_LOSSES and (model._fused or loss.from_logits)
             and _layers_compile(model) and not model._stateful
             and opt.clipnorm is None and opt.global_clipnorm is None
-            and "into" in inspect.signature(type(opt)._update).parameters)
+            and type(opt) in _COMPILED_OPTIMIZERS)
 
 
 def _layers_compile(model):
@@ -258,10 +281,13 @@ def _build_compiled_step(model, ws):
         model._fused and _COMPILED_KINDS[type(last)] == _compiled.LayerKind.ACTIVATION,
         model.loss.target == "sparse", getattr(model.loss, "label_smoothing", 0.0),
         ws.grad, store.grads, ws.bufs[-1].out, store.frozen_ranges)
+    if not step.chunked:        # more trainable ranges than the threads' chunks
+        return None
     step.update = _optim.Update()
     # what a step reads from Python because it may change between steps
     step.dense = [(i, layer) for i, layer in enumerate(model.layers)
                   if type(layer) is _layers.Dense]
+    step.loss = model.loss
     step.dropout = [(i, layer) for i, layer in enumerate(model.layers)
                     if type(layer) is _layers.Dropout]
     return step
@@ -271,6 +297,7 @@ def _compiled_train_step(model, step, x, y, sw, epoch, batch, metrics):
     """train_step through the CompiledStep ``step``: the same bits as the Python path."""
     for i, layer in step.dense:
         step.set_layer(i, 0.0, 0, *layer._backward_l1_l2())
+    step.set_label_smoothing(getattr(step.loss, "label_smoothing", 0.0))
     for i, layer in step.dropout:
         step.set_layer(i, layer.rate, model.seed if layer.seed is None else layer.seed,
                        0.0, 0.0, 0.0, 0.0)

@@ -53,6 +53,54 @@ class _Buffers:
     penalty = 0.0
 
 
+_generation = [0]
+
+
+def config_generation():
+    """A count of the changes to built layers' kernel settings (a leaky ReLU slope set
+    after construction): fastnn/engine.py rebuilds its compiled passes, which hold those
+    settings, when it moves."""
+    return _generation[0]
+
+
+class _KernelSetting:
+    """A layer attribute its kernels (and the compiled passes that hold it) use: checked
+    whenever it is set, and a change moves config_generation(). Subclasses say what is
+    allowed."""
+    expected = None
+
+    def __set_name__(self, owner, name):
+        self.name, self.slot = name, "_" + name
+
+    def __get__(self, layer, owner=None):
+        return self if layer is None else getattr(layer, self.slot)
+
+    def __set__(self, layer, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+                not self.allowed(value):
+            raise ValueError(f"{type(layer).__name__}: {self.name} {self.expected}, got "
+                             f"{value!r}")
+        setattr(layer, self.slot, float(value))
+        _generation[0] += 1
+
+
+class _Slope(_KernelSetting):
+    expected = "(the leaky ReLU slope) must be in (0, 1)"
+
+    @staticmethod
+    def allowed(value):
+        return 0 < value < 1
+
+
+class _Rate(_KernelSetting):
+    # (a training workspace sizes the dropout buffers by it: rate 0 needs none)
+    expected = "must be a number in [0, 1)"
+
+    @staticmethod
+    def allowed(value):
+        return 0 <= value < 1
+
+
 class Layer:
     """Base class. Subclasses set ``input_dim``/``units`` in ``build``.
 
@@ -263,6 +311,8 @@ class Dense(Layer):
     Shapes: x (n, input_dim), W (input_dim, units), b (units,), out (n, units).
     """
 
+    alpha = _Slope()
+
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, alpha=0.01,
@@ -279,11 +329,7 @@ class Dense(Layer):
         self.units = _positive_int("units", units, "Dense")
         self.activation = activations.resolve(activation)
         self._code = activations.code(self.activation)
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or \
-                not (0 < alpha < 1):
-            raise ValueError(f"Dense: alpha (the leaky ReLU slope) must be in (0, 1), got "
-                             f"{alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = alpha
         if not isinstance(use_bias, bool):
             raise TypeError(f"Dense: use_bias must be True or False, got {use_bias!r}")
         self.use_bias = use_bias
@@ -416,16 +462,14 @@ class Dense(Layer):
 class Activation(Layer):
     """An element-wise (or, for softmax, row-wise) activation: out = act(x)."""
 
+    alpha = _Slope()
+
     def __init__(self, activation, alpha=0.01, input_dim=None, name=None, input_shape=None,
                  trainable=True):
         super().__init__(name, input_dim, input_shape, trainable)
         self.activation = activations.resolve(activation)
         self._code = activations.code(self.activation)
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or \
-                not (0 < alpha < 1):
-            raise ValueError(f"Activation: alpha (the leaky ReLU slope) must be in (0, 1), "
-                             f"got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = alpha
 
     def output_activation(self):
         return self.activation
@@ -465,13 +509,12 @@ class Dropout(Layer):
     rate = 0 costs nothing: the input passes through untouched.
     """
 
+    rate = _Rate()
+
     def __init__(self, rate, seed=None, input_dim=None, name=None, input_shape=None,
                  trainable=True):
         super().__init__(name, input_dim, input_shape, trainable)
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or \
-                not (0 <= rate < 1):
-            raise ValueError(f"Dropout: rate must be a number in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        self.rate = rate
         if seed is not None and (isinstance(seed, bool) or
                                  not isinstance(seed, numbers.Integral) or seed < 0):
             raise ValueError(f"Dropout: seed must be None or an integer >= 0, got {seed!r}")

@@ -476,7 +476,9 @@ class Trainer:
         with data.epoch(lambda n: self._inference_workspace(n, with_loss=True)) as batches:
             for ws, xb, yb, swb in batches:
                 n = xb.shape[0]
-                p = engine.predict_forward(self, xb, ws)
+                # layer by layer: the loss reads what the layers keep (ws.inputs: the
+                # logits of a last Activation("softmax"))
+                p = self._forward(xb, ws, False)
                 loss_sum += self._loss(ws, p, yb, swb, n)
                 for metric in metrics:
                     metric.update_batch(p, yb)

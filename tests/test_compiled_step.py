@@ -231,13 +231,19 @@ def test_layer_and_loss_variants_same_bits(variant, dtype, monkeypatch):
     _, _, y, sw, x = _variant(variant, dtype)      # (the data of the variant)
     mc, mp = _compare_paths(build, dtype, monkeypatch, x=x, y=y, sw=sw, metrics=["accuracy"])
     if variant.startswith("frozen"):
-        # the frozen layer did not move on either path (and its slots stayed at 0)
+        # the frozen layer did not move on either path, and its slots stayed at 0
         idx = 1 if variant == "frozen_middle" else 0
         fn.set_seed(7)
         fresh = _variant(variant, dtype)[0]
         fresh.build()
         for w_fresh, w in zip(fresh.layers[idx].weights, mc.layers[idx].weights):
             assert np.array_equal(w_fresh, w)
+        ranges = mc.parameter_store.frozen_ranges
+        assert ranges
+        for key, slot in mc.optimizer.variables().items():
+            if key != "iterations" and np.asarray(slot).shape[0]:
+                for lo, hi in ranges:
+                    assert not np.any(np.asarray(slot)[lo:hi]), key
 
 
 @pytest.mark.parametrize("dtype", [np.float64])
@@ -257,7 +263,14 @@ def test_frozen_after_training_slots_same_bits(dtype, monkeypatch):
             model.fit(X.astype(dtype), LABELS, batch_size=BATCH, epochs=1, verbose=0)
             model.layers[0].trainable = False
             model.compile(opt, FLo.SparseCategoricalCrossentropy())
+            frozen = model.parameter_store.frozen_ranges[0]
+            before = {k: np.array(v[frozen[0]:frozen[1]], copy=True)
+                      for k, v in opt.variables().items()
+                      if k != "iterations" and np.asarray(v).shape[0]}
             hist = model.fit(X.astype(dtype), LABELS, batch_size=BATCH, epochs=1, verbose=0)
+            for k, v in before.items():     # untouched while frozen, and not all zero
+                assert np.array_equal(opt.variables()[k][frozen[0]:frozen[1]], v), k
+                assert np.any(v), k
         assert (counter.calls > 0) == compiled
         return _state(model, hist)
 
@@ -850,10 +863,14 @@ def test_small_batches_prove_the_gradients_finite_and_match_the_python_step(
     a.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False)
     step = engine.compiled_step(a, a._train_cache[2])
     assert step is not None and step.proves_finite
+    assert step.fuses_update
     monkeypatch.setattr(engine, "_compiles", lambda model: False)
     b = _wide_model(dtype)
     b.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False)
-    assert np.array_equal(a.parameter_store.params, b.parameter_store.params)
+    # the fused update's dW blocks may round differently from the whole product
+    # (_assert_fused_matches); 20 Adam steps keep that at rounding level
+    np.testing.assert_allclose(a.parameter_store.params, b.parameter_store.params,
+                               rtol=0, atol=1e-4 if dtype == "float32" else 1e-12)
 
 
 def test_a_diverging_run_stops_where_the_python_step_stops_with_the_same_weights(
@@ -1012,3 +1029,243 @@ def test_batch_1_predict_splits_wide_products_in_halves_of_rows(restore_threads,
     m._local.cache = None       # this thread's inference workspaces, built anew
     assert np.array_equal(outputs[1], m.predict(x))
     assert m._inference_workspace(1, with_loss=False).compiled_forward is None
+
+
+# ------------------------------------------------- what may change after the build --
+def _twin_models(build, dtype="float32"):
+    """Two models with the same weights and seed: the first trains on the compiled path,
+    the second (trained inside _python_step) on the Python step."""
+    a = build()
+    b = build()
+    b.set_weights(a.get_weights())
+    a.seed = b.seed = 11
+    return a, b
+
+
+class _python_step:
+    """Within this block engine.train_step takes the Python step (and predict the
+    layer-by-layer forward)."""
+
+    def __enter__(self):
+        self.saved = engine._compiles, engine._layers_compile
+        engine._compiles = engine._layers_compile = lambda model: False
+
+    def __exit__(self, *exc):
+        engine._compiles, engine._layers_compile = self.saved
+
+
+def _softmax_net(last_activation_layer=False, dropout=0.0, dtype="float32"):
+    layers = [fn.layers.Dense(24, activation="leaky_relu", input_dim=17)]
+    layers.append(fn.layers.Dropout(dropout))
+    if last_activation_layer:
+        layers += [fn.layers.Dense(5), fn.layers.Activation("softmax")]
+    else:
+        layers.append(fn.layers.Dense(5, activation="softmax"))
+    m = fn.Sequential(layers, dtype=dtype)
+    m.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def _xy(n=40, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    x = (scale * rng.standard_normal((n, 17))).astype(np.float32)
+    return x, np.eye(5, dtype=np.float32)[rng.integers(0, 5, n)]
+
+
+@pytest.mark.parametrize("last_activation_layer", [False, True])
+def test_evaluate_and_val_loss_are_the_layer_by_layer_ones(last_activation_layer):
+    """evaluate (and fit's val_loss) read the logits the layers keep; a last
+    Activation("softmax") keeps them only in the layer-by-layer forward."""
+    x, y = _xy(scale=40.0)      # large logits: the fused and the clipped loss differ
+    a, b = _twin_models(lambda: _softmax_net(last_activation_layer))
+    ha = a.fit(x, y, batch_size=8, epochs=2, verbose=0, validation_data=(x, y))
+    with _python_step():
+        hb = b.fit(x, y, batch_size=8, epochs=2, verbose=0, validation_data=(x, y))
+        eb = b.evaluate(x, y, verbose=0)
+    assert ha.history == hb.history
+    assert a.evaluate(x, y, verbose=0) == eb
+
+
+def test_a_dropout_rate_set_after_training_started_is_used_on_both_paths():
+    """A Dropout built with rate 0 and set to 0.5 later (its buffers exist in training
+    whatever the rate): the compiled step uses the new rate, as the Python step does."""
+    x, y = _xy()
+    a, b = _twin_models(lambda: _softmax_net(dropout=0.0))
+    a.train_on_batch(x[:8], y[:8])
+    with _python_step():
+        b.train_on_batch(x[:8], y[:8])
+    a.layers[1].rate = b.layers[1].rate = 0.5
+    for i in range(3):
+        la = a.train_on_batch(x[8 * i:8 * i + 8], y[8 * i:8 * i + 8])
+        with _python_step():
+            lb = b.train_on_batch(x[8 * i:8 * i + 8], y[8 * i:8 * i + 8])
+        assert la == lb
+    assert np.array_equal(a.parameter_store.params, b.parameter_store.params)
+
+
+def test_label_smoothing_alpha_and_clipnorm_changed_after_the_build_are_honoured():
+    """Settings changed between steps: the loss's label_smoothing (read every step), a
+    layer's leaky slope (a change rebuilds the compiled passes), and clipnorm set on the
+    optimizer (the step then takes the Python path, which applies it)."""
+    x, y = _xy()
+    a, b = _twin_models(lambda: _softmax_net())
+    a.train_on_batch(x[:8], y[:8])
+    with _python_step():
+        b.train_on_batch(x[:8], y[:8])
+    for m in (a, b):
+        m.loss.label_smoothing = 0.3
+        m.layers[0].alpha = 0.4
+    assert a.train_on_batch(x[8:16], y[8:16]) == _python(b.train_on_batch, x[8:16], y[8:16])
+    assert np.array_equal(a.predict(x[:1]), _python(b.predict, x[:1]))
+    a.optimizer.clipnorm = b.optimizer.clipnorm = 1e-3
+    assert a.train_on_batch(x[16:24], y[16:24]) == \
+        _python(b.train_on_batch, x[16:24], y[16:24])
+    assert engine.compiled_step(a, a._train_cache[8]) is None
+    assert np.array_equal(a.parameter_store.params, b.parameter_store.params)
+    with pytest.raises(ValueError, match="alpha"):
+        a.layers[0].alpha = 1.5
+
+
+def _python(call, *args):
+    with _python_step():
+        return call(*args)
+
+
+def test_many_frozen_ranges_train_on_the_compiled_step_or_the_python_one_alike():
+    """11 trainable ranges between 10 frozen ones (chunks merged), and 17 ranges (more
+    than the step's chunks: the Python step), both giving the Python step's bits."""
+    for pairs in (10, 16):
+        def build():
+            layers = [fn.layers.Dense(64, activation="relu", input_dim=17)]
+            for i in range(2 * pairs):
+                layers.append(fn.layers.Dense(8, activation="relu", trainable=i % 2 == 1))
+            layers.append(fn.layers.Dense(5, activation="softmax"))
+            m = fn.Sequential(layers)
+            m.compile(optimizer="adam", loss="categorical_crossentropy")
+            return m
+        x, y = _xy()
+        a, b = _twin_models(build)
+        a.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        with _python_step():
+            b.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        compiled = engine.compiled_step(a, a._train_cache[8])
+        assert (compiled is not None) == (pairs == 10)
+        assert np.array_equal(a.parameter_store.params, b.parameter_store.params)
+
+
+def test_an_optimizer_subclass_takes_the_python_step():
+    """A subclass may change what apply does; only fastnn's own optimizers compile."""
+    calls = []
+
+    class Counting(fn.optimizers.Adam):
+        def apply(self, params, grads):
+            calls.append(1)
+            return super().apply(params, grads)
+    x, y = _xy()
+    m = _softmax_net()
+    m.compile(optimizer=Counting(), loss="categorical_crossentropy")
+    m.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert len(calls) == 5 and engine.compiled_step(m, m._train_cache[8]) is None
+
+
+def test_the_chunked_update_of_a_larger_batch_matches_the_python_step(restore_threads,
+                                                                      monkeypatch):
+    """784-300-10 at batch 100: no bound (the inputs and deltas outnumber half the
+    238k gradients), the update and the finiteness check in 7 chunks over 2 threads:
+    the Python step's bits."""
+    fn.set_num_threads(2)
+    states = _big_runs(monkeypatch, [(2, True), (2, False)], batch_size=100)
+    _assert_same_bits(states[0], states[1])
+
+
+@pytest.mark.parametrize("dtype,weight", [("float32", 1e30), ("float64", 1e300)])
+@pytest.mark.parametrize("n", [2, 64])
+def test_finite_loss_with_infinite_gradients_changes_nothing(dtype, weight, n):
+    """Huge sample weights on a network scaled to keep the loss finite make dW overflow
+    (at batch 2 past the bound, at 64 past the full check): the step is refused and the
+    weights, every slot and the step count stay as they were, as on the Python step."""
+    rng = np.random.default_rng(1)
+
+    def build():
+        m = fn.Sequential([fn.layers.Dense(256, activation="relu", input_dim=200),
+                           fn.layers.Dense(10, activation="softmax")], dtype=dtype)
+        m.compile(optimizer="adam", loss="categorical_crossentropy")
+        return m
+    a, b = _twin_models(build, dtype)
+    x = rng.random((n, 200)).astype(dtype)
+    y = np.eye(10, dtype=dtype)[rng.integers(0, 10, n)]
+    a.train_on_batch(x, y)
+    _python(b.train_on_batch, x, y)
+    w1, b1, w2, b2 = a.get_weights()
+    scaled = [(np.abs(w1) * 1e9).astype(dtype), b1, (w2 / 1e10).astype(dtype), b2]
+    for m in (a, b):
+        m.set_weights(scaled)
+    sw = np.full(n, weight, dtype)
+
+    def state(m):
+        return [m.parameter_store.params.copy(), m.optimizer.iterations] + \
+            [np.array(v, copy=True) for k, v in m.optimizer.variables().items()
+             if k != "iterations"]
+    before = state(a)
+    with pytest.raises(FloatingPointError):
+        a.train_on_batch(x, y, sample_weight=sw)
+    with pytest.raises(FloatingPointError):
+        _python(b.train_on_batch, x, y, sw)
+    after = state(a)
+    assert after[1] == before[1]
+    for u, v in zip(after[:1] + after[2:], before[:1] + before[2:]):
+        assert np.array_equal(u, v)
+    assert np.array_equal(a.parameter_store.params, b.parameter_store.params)
+
+
+def test_pool_threads_round_in_the_callers_fp_mode(restore_threads):
+    """The workers take the caller's flush-to-zero setting for each job, whatever mode
+    the thread that first started them had: subnormal weights under a zero gradient
+    are flushed by the compiled update as by the Python one."""
+    from fastnn._core import blas
+    fn.set_num_threads(2)
+    a = np.ones((256, 256), np.float32)
+    blas.matmul_into(a, a, np.empty_like(a))      # a pooled job from a thread without FTZ
+
+    def build():
+        m = fn.Sequential([fn.layers.Dense(300, activation="relu", input_dim=784),
+                           fn.layers.Dense(10, activation="softmax")])
+        m.compile(optimizer=fn.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+        return m
+    rng = np.random.default_rng(0)
+    x = rng.random((128, 784)).astype(np.float32)
+    x[:, 400:] = 0
+    y = rng.integers(0, 10, 128)
+    m1, m2 = _twin_models(build)
+    w1, b1, w2, b2 = m1.get_weights()
+    w1[400:] = 1e-39
+    for m in (m1, m2):
+        m.set_weights([w1, b1, w2, b2])
+    m1.train_on_batch(x, y)
+    _python(m2.train_on_batch, x, y)
+    assert np.count_nonzero(m1.layers[0].W[400:]) == 0
+    assert np.array_equal(m1.parameter_store.params, m2.parameter_store.params)
+
+
+def test_predict_while_another_thread_trains():
+    """predict from two threads while a third trains the same model's twin: every
+    prediction is the layer-by-layer one of the weights it saw (a frozen copy here)."""
+    import threading
+    x, y = _xy(n=64)
+    server = _softmax_net()
+    trainee = _softmax_net()
+    expected = _python(server.predict, x[:1])
+    errors = []
+
+    def serve():
+        for _ in range(200):
+            if not np.array_equal(server.predict(x[:1]), expected):
+                errors.append(1)
+    threads = [threading.Thread(target=serve) for _ in range(2)]
+    threads.append(threading.Thread(
+        target=lambda: trainee.fit(x, y, batch_size=4, epochs=3, verbose=0)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

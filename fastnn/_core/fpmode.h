@@ -16,8 +16,11 @@ static inline unsigned int fastnn_ftz_on(void) {
     return old;
 }
 static inline void fastnn_ftz_restore(unsigned int old) { _mm_setcsr(old); }
+/* The calling thread's mode, to hand to the threads that run part of its work. */
+static inline unsigned int fastnn_fp_mode(void) { return _mm_getcsr(); }
 #else
 static inline unsigned int fastnn_ftz_on(void) { return 0; }
 static inline void fastnn_ftz_restore(unsigned int old) { (void)old; }
+static inline unsigned int fastnn_fp_mode(void) { return 0; }
 #endif
 #endif

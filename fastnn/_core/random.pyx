@@ -8,6 +8,8 @@ the work is split across threads.
 from libc.stdint cimport uint64_t
 from cython cimport floating
 
+from fastnn._core.fpmode cimport fastnn_ftz_on, fastnn_ftz_restore
+
 
 cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
     # SplitMix64's output function (Steele, Lea, Flood 2014): a bijective 64-bit mixer.
@@ -68,9 +70,15 @@ def dropout_forward(const floating[:, ::1] x not None, floating[:, ::1] mask not
     """
     if x.shape[0] == 0 or x.shape[1] == 0:
         return
+    if mask.shape[0] != x.shape[0] or mask.shape[1] != x.shape[1] or \
+            out.shape[0] != x.shape[0] or out.shape[1] != x.shape[1]:
+        raise ValueError(f"dropout_forward: mask {mask.shape} and out {out.shape} must "
+                         f"have x's shape {x.shape}")
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         dropout_forward_core(&x[0, 0], &mask[0, 0], &out[0, 0], x.shape[0], x.shape[1],
                              rate, key)
+    fastnn_ftz_restore(mode)
 
 
 cdef void multiply_core(floating* x, const floating* factor, Py_ssize_t size) noexcept nogil:
@@ -83,5 +91,10 @@ def multiply_inplace(floating[:, ::1] x not None, const floating[:, ::1] factor 
     """x *= factor, element-wise, same shapes (dropout's backward)."""
     if x.shape[0] == 0 or x.shape[1] == 0:
         return
+    if factor.shape[0] != x.shape[0] or factor.shape[1] != x.shape[1]:
+        raise ValueError(f"multiply_inplace: factor {factor.shape} must have x's shape "
+                         f"{x.shape}")
+    cdef unsigned int mode = fastnn_ftz_on()
     with nogil:
         multiply_core(&x[0, 0], &factor[0, 0], x.shape[0] * x.shape[1])
+    fastnn_ftz_restore(mode)

@@ -443,7 +443,9 @@ cdef class CompiledStep:
     cdef readonly object output      # (n, out_dim): the network's output after a step
     cdef readonly object dtype
     # the caller's: the prepared optimizer step, the layers it refreshes every step
-    cdef public object update, dense, dropout
+    cdef public object update, dense, dropout, loss
+    cdef readonly bint chunked    # False: too many trainable ranges (do not run)
+    cdef Py_ssize_t _size         # elements of the flat arrays
 
     def __cinit__(self):
         self.p.layers = NULL
@@ -479,13 +481,14 @@ cdef class CompiledStep:
         self.p.grads = _ptr(grads)
         _fill_layers(&self.p, layers, self.dtype.itemsize)
         size = grads.shape[0]
+        self._size = size
         frozen = [(int(lo), int(hi)) for lo, hi in frozen_ranges if hi > lo]
         trainable, start = [], 0
         for lo, hi in frozen:
             trainable.append((start, lo))
             start = hi
         trainable.append((start, size))
-        self._set_chunks(trainable, True)
+        self.chunked = self._set_chunks(trainable, True)
         self._set_chunks([(0, size)], False)
         self._set_tiles(layers)
         self.p.may_fuse = not frozen
@@ -502,8 +505,11 @@ cdef class CompiledStep:
         """Cut ranges [(lo, hi)] into at most MAX_CHUNKS chunks for the threads: about
         8 in all (a descheduled thread then holds up little), each at least CHUNK_MIN
         elements, starts on 16-element (64-byte) boundaries. Fixed by the shape alone,
-        like the product blocks (blas.pyx)."""
+        like the product blocks (blas.pyx). Returns False when the ranges themselves are
+        more than MAX_CHUNKS (many frozen gaps: the caller takes the Python step)."""
         ranges = [(lo, hi) for lo, hi in ranges if hi > lo]
+        if len(ranges) > MAX_CHUNKS:
+            return False
         total = sum(hi - lo for lo, hi in ranges)
         width = max(CHUNK_MIN, -(-total // 8))
         width = -(-width // 16) * 16
@@ -514,13 +520,12 @@ cdef class CompiledStep:
                 chunks.append((lo, end))
                 lo = end
             chunks.append((lo, hi))
-        while len(chunks) > MAX_CHUNKS:     # many small frozen gaps: merge neighbours
-            j = min(range(len(chunks) - 1),
-                    key=lambda j: chunks[j][1] - chunks[j][0] + chunks[j + 1][1] - chunks[j + 1][0])
-            if chunks[j][1] == chunks[j + 1][0]:
-                chunks[j:j + 2] = [(chunks[j][0], chunks[j + 1][1])]
-            else:
-                raise ValueError("CompiledStep: too many frozen ranges to split")
+        while len(chunks) > MAX_CHUNKS:
+            # merge the smallest pair of pieces of one range (there is one: the ranges
+            # are at most MAX_CHUNKS)
+            joinable = [j for j in range(len(chunks) - 1) if chunks[j][1] == chunks[j + 1][0]]
+            j = min(joinable, key=lambda j: chunks[j + 1][1] - chunks[j][0])
+            chunks[j:j + 2] = [(chunks[j][0], chunks[j + 1][1])]
         for i, (lo, hi) in enumerate(chunks):
             if update:
                 self.p.update_lo[i], self.p.update_hi[i] = lo, hi
@@ -530,6 +535,7 @@ cdef class CompiledStep:
             self.p.n_update = len(chunks)
         else:
             self.p.n_check = len(chunks)
+        return True
 
     def _set_tiles(self, layers):
         """The fused update's pieces: each dense layer's W in blocks of whole rows of
@@ -569,11 +575,18 @@ cdef class CompiledStep:
         deltas (small batches) rather than by a pass over them."""
         return self.p.use_bound
 
+    def set_label_smoothing(self, double label_smoothing):
+        """This step's label smoothing (the loss's, which may change between steps)."""
+        self.p.label_smoothing = label_smoothing
+
     def set_layer(self, int i, double rate, uint64_t seed, double kl1, double kl2,
                   double bl1, double bl2):
         """This step's values of what may change between steps: layer i's dropout rate
         and seed, or its regularization coefficients."""
-        cdef layer_t* L = &self.p.layers[i]
+        cdef layer_t* L
+        if not 0 <= i < self.p.nlayers:
+            raise IndexError(f"CompiledStep.set_layer: layer {i} of {self.p.nlayers}")
+        L = &self.p.layers[i]
         L.rate, L.seed = rate, seed
         L.kl1, L.kl2, L.bl1, L.bl2 = kl1, kl2, bl1, bl2
 
@@ -590,11 +603,22 @@ cdef class CompiledStep:
         cdef void* yp = _ptr(y)
         cdef void* swp = _ptr(sw)
         cdef unsigned int mode
-        if x.shape[0] != self.p.n:
-            raise ValueError(f"CompiledStep.run: x has {x.shape[0]} rows, the step was "
-                             f"built for {self.p.n}")
-        if update is None or not update.ready:
-            raise ValueError("CompiledStep.run: update must be a prepared optim.Update")
+        if x.shape[0] != self.p.n or x.shape[1] != self.p.in_dim or x.dtype != self.dtype:
+            raise ValueError(f"CompiledStep.run: x must be ({self.p.n}, {self.p.in_dim}) "
+                             f"{self.dtype}, got {x.shape} {x.dtype}")
+        if (y.shape != (self.p.n,) or y.dtype != np.int64) if self.p.sparse else \
+                (y.shape != (self.p.n, self.p.out_dim) or y.dtype != self.dtype):
+            raise ValueError(f"CompiledStep.run: y of shape {y.shape} and dtype {y.dtype} "
+                             f"does not fit the loss and the batch")
+        if sw.ndim != 1 or sw.shape[0] not in (0, self.p.n) or \
+                (sw.shape[0] and sw.dtype != self.dtype):
+            raise ValueError(f"CompiledStep.run: sw must be empty or ({self.p.n},) "
+                             f"{self.dtype}, got {sw.shape} {sw.dtype}")
+        if update is None or not update.ready or update.u.w == NULL or \
+                update.u.is_double != self.p.is_double or \
+                update.u.g != <const void*>self.p.grads or update.u.size != self._size:
+            raise ValueError("CompiledStep.run: update must be an optim.Update prepared "
+                             "on this model's flat parameters and gradients")
         mode = fastnn_ftz_on()
         with nogil:
             if self.p.is_double:

@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fpmode.h"
+
 #define FASTNN_POOL_MAX 64
 
 typedef void (*fastnn_chunk_fn)(void *args, int chunk);
@@ -36,6 +38,7 @@ static struct {
     fastnn_chunk_fn fn;
     void *args;
     int linger;                  /* written under mu: workers watch for a next job */
+    unsigned int fp_mode;        /* written under mu: the caller's MXCSR, for the workers */
     int nworkers;
     pid_t pid;
 } fastnn_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
@@ -95,6 +98,7 @@ static void *fastnn_pool_loop(void *unused)
         fastnn_chunk_fn fn;
         void *args;
         int nchunks, linger;
+        unsigned int fp_mode, own_mode;
         while (fastnn_pool.gen == seen)
             pthread_cond_wait(&fastnn_pool.cv, &fastnn_pool.mu);
         seen = fastnn_pool.gen;
@@ -102,8 +106,13 @@ static void *fastnn_pool_loop(void *unused)
         args = fastnn_pool.args;
         nchunks = fastnn_pool.nchunks;
         linger = fastnn_pool.linger;
+        fp_mode = fastnn_pool.fp_mode;
         pthread_mutex_unlock(&fastnn_pool.mu);
+        /* the caller's flush-to-zero setting, so a chunk rounds the same on any thread */
+        own_mode = fastnn_fp_mode();
+        fastnn_ftz_restore(fp_mode);
         fastnn_pool_work(seen, fn, args, nchunks);
+        fastnn_ftz_restore(own_mode);
         if (linger)
             fastnn_pool_linger(seen);
         pthread_mutex_lock(&fastnn_pool.mu);
@@ -170,6 +179,7 @@ static void fastnn_pool_run_job(fastnn_chunk_fn fn, void *args, int nchunks, int
     fastnn_pool.args = args;
     fastnn_pool.nchunks = nchunks;
     fastnn_pool.linger = linger;
+    fastnn_pool.fp_mode = fastnn_fp_mode();
     atomic_store(&fastnn_pool.done, 0);
     atomic_store(&fastnn_pool.claim, (unsigned long long)gen << 32);
     pthread_cond_broadcast(&fastnn_pool.cv);
