@@ -402,6 +402,27 @@ cdef void* _ptr(object array) except? NULL:
     return address
 
 
+cdef void _clear_plan(plan_t* p) noexcept:
+    """A plan that owns no memory yet (every array it may allocate NULL)."""
+    p.layers = NULL
+    p.tiles = NULL
+    p.tile_bad = NULL
+    p.partial = NULL
+    p.frozen_lo = NULL
+    p.frozen_hi = NULL
+
+
+cdef void _free_plan(plan_t* p) noexcept:
+    """Free what a plan allocated (free(NULL) is a no-op)."""
+    free(p.layers)
+    free(p.tiles)
+    free(p.tile_bad)
+    free(p.partial)
+    free(p.frozen_lo)
+    free(p.frozen_hi)
+    _clear_plan(p)
+
+
 cdef int _fill_layers(plan_t* p, object layers, Py_ssize_t itemsize) except -1:
     """p.layers from the layer specs (see CompiledStep); W's and b's offsets in the flat
     gradient when p.grads is set."""
@@ -448,12 +469,7 @@ cdef class CompiledStep:
     cdef Py_ssize_t _size         # elements of the flat arrays
 
     def __cinit__(self):
-        self.p.layers = NULL
-        self.p.frozen_lo = NULL
-        self.p.frozen_hi = NULL
-        self.p.tiles = NULL
-        self.p.tile_bad = NULL
-        self.p.partial = NULL
+        _clear_plan(&self.p)
 
     def __init__(self, layers, int n, int in_dim, int out_dim, dtype, bint fused,
                  bint logits_of_input, bint sparse, double label_smoothing, grad, grads,
@@ -563,11 +579,7 @@ cdef class CompiledStep:
         return self.p.use_bound and self.p.may_fuse
 
     def __dealloc__(self):
-        free(self.p.tiles)
-        free(self.p.tile_bad)
-        free(self.p.layers)
-        free(self.p.frozen_lo)
-        free(self.p.frozen_hi)
+        _free_plan(&self.p)
 
     @property
     def proves_finite(self):
@@ -641,12 +653,7 @@ cdef class CompiledForward:
     cdef readonly object dtype
 
     def __cinit__(self):
-        self.p.layers = NULL
-        self.p.tiles = NULL
-        self.p.tile_bad = NULL
-        self.p.partial = NULL
-        self.p.frozen_lo = NULL
-        self.p.frozen_hi = NULL
+        _clear_plan(&self.p)
 
     def __init__(self, layers, int n, int in_dim, int out_dim, dtype, output):
         self.dtype = np.dtype(dtype)
@@ -665,8 +672,7 @@ cdef class CompiledForward:
                 raise MemoryError()
 
     def __dealloc__(self):
-        free(self.p.partial)
-        free(self.p.layers)
+        _free_plan(&self.p)
 
     def run(self, x):
         """The outputs for x (n, in_dim) into self.output, returned; None, having done
