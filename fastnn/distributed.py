@@ -335,22 +335,26 @@ class DataParallel:
                 layer._backward_penalty = True
 
 
-def _write_states(metrics, out):
-    """The metrics' states, one after the other, into the float64 vector out."""
+def _state_slices(metrics):
+    """(metric, its slice) of the float64 vector holding the metrics' states one after
+    the other."""
     at = 0
     for metric in metrics:
         size = metric.state_size()
-        metric.write_state(out[at:at + size])
+        yield metric, slice(at, at + size)
         at += size
+
+
+def _write_states(metrics, out):
+    """The metrics' states, one after the other, into the float64 vector out."""
+    for metric, part in _state_slices(metrics):
+        metric.write_state(out[part])
 
 
 def _add_states(metrics, values):
     """Add a _write_states vector into the metrics."""
-    at = 0
-    for metric in metrics:
-        size = metric.state_size()
-        metric.add_state(values[at:at + size])
-        at += size
+    for metric, part in _state_slices(metrics):
+        metric.add_state(values[part])
 
 
 def _abort(comm, exc_info):

@@ -261,12 +261,19 @@ def compiled_forward(model, ws):
     return ws.compiled_forward
 
 
+def forward_in_one_call(model, x, ws):
+    """The inference outputs for x in one call into _core (the output buffer, (n,
+    output_dim)), or None: the layers do not compile, or x is not a C-contiguous,
+    finite array of the model's dtype and ws's shape (CompiledForward.run checks)."""
+    compiled = compiled_forward(model, ws)
+    return compiled.run(x) if compiled is not None else None
+
+
 def predict_forward(model, x, ws):
     """forward(model, x, ws, training=False) for predict's loop (x checked and converted):
     one call into _core when the layers compile, else layer by layer. Returns the output
     buffer (n, output_dim)."""
-    compiled = compiled_forward(model, ws)
-    out = compiled.run(x) if compiled is not None else None
+    out = forward_in_one_call(model, x, ws)
     return out if out is not None else forward(model, x, ws, False)
 
 

@@ -366,24 +366,25 @@ class Dense(Layer):
             return []
         return [self.W, self.b] if self.use_bias else [self.W]
 
+    def _built_for(self, what):
+        """Build through the model if it can; AttributeError naming ``what`` if the layer
+        is still unbuilt (Keras's message)."""
+        self._ask_model()
+        if self.W is None:
+            raise AttributeError(f"You must build the layer before accessing `{what}` "
+                                 f"(layer {self.name!r}: its model's input shape is not "
+                                 f"known yet)")
+
     @property
     def kernel(self):
         """The live (input_dim, units) weight matrix (Keras's name; W is fastnn's)."""
-        self._ask_model()
-        if self.W is None:
-            raise AttributeError(f"You must build the layer before accessing `kernel` "
-                                 f"(layer {self.name!r}: its model's input shape is not "
-                                 f"known yet)")
+        self._built_for("kernel")
         return self.W
 
     @property
     def bias(self):
         """The live (units,) bias, None when use_bias=False (Keras's name)."""
-        self._ask_model()
-        if self.W is None:
-            raise AttributeError(f"You must build the layer before accessing `bias` "
-                                 f"(layer {self.name!r}: its model's input shape is not "
-                                 f"known yet)")
+        self._built_for("bias")
         return self.b if self.use_bias else None
 
     @property

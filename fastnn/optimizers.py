@@ -241,13 +241,7 @@ class Optimizer:
         Large models are updated in one contiguous chunk per thread at the same time
         (fastnn/_parallel.py); the result is identical to one pass.
         """
-        if self._slots is None:
-            raise ValueError(f"{type(self).__name__}.apply: the optimizer is not built; "
-                             f"compile a model with it (or call build(params, bounds))")
-        lr = self.current_learning_rate()
-        scale, clip = self._conditioning(grads)
-        self.iterations += 1
-        self._advance()
+        lr, scale, clip = self._begin_step("apply", grads)
         parts = self._chunk_views(params, grads)
         if len(parts) == 1:
             return self._update(params, grads, self._slots, lr, scale, clip)
@@ -261,19 +255,13 @@ class Optimizer:
         nothing: a compiled step (fastnn/_core/step.pyx) runs it once it has seen the
         gradients are finite, and then ``commit()`` counts the step. No clipnorm or
         global_clipnorm (they rescale the gradients first: apply does that)."""
-        if self._slots is None:
-            raise ValueError(f"{type(self).__name__}.prepare: the optimizer is not built; "
-                             f"compile a model with it (or call build(params, bounds))")
         if self.clipnorm is not None or self.global_clipnorm is not None:
             raise ValueError(f"{type(self).__name__}.prepare: clipnorm and global_clipnorm "
                              f"need apply")
-        lr = self.current_learning_rate()
         saved = self._step_state()
-        self.iterations += 1
-        self._advance()
         try:
-            self._update(params, grads, self._slots, lr, 1.0,
-                         _INF if self.clipvalue is None else self.clipvalue, into=update)
+            lr, scale, clip = self._begin_step("prepare", grads)
+            self._update(params, grads, self._slots, lr, scale, clip, into=update)
         finally:
             self._restore_step_state(saved)
 
@@ -281,6 +269,18 @@ class Optimizer:
         """Count the step a prepared update ran (what apply does besides the kernels)."""
         self.iterations += 1
         self._advance()
+
+    def _begin_step(self, what, grads):
+        """The start of a step: its learning rate and gradient conditioning (clipnorm
+        applied to grads in place), then the step counted. Returns (lr, grad_scale,
+        clipvalue) for the kernels."""
+        if self._slots is None:
+            raise ValueError(f"{type(self).__name__}.{what}: the optimizer is not built; "
+                             f"compile a model with it (or call build(params, bounds))")
+        lr = self.current_learning_rate()
+        scale, clip = self._conditioning(grads)
+        self.commit()
+        return lr, scale, clip
 
     def _step_state(self):
         """What a step changes besides the arrays (prepare undoes it)."""

@@ -549,14 +549,13 @@ class Trainer:
         in-memory, C-contiguous, finite (n, input_dim) array of the model's dtype with
         n <= batch_size is a single batch, so the loop would make one pass over it; make
         that pass directly: one workspace lookup and one call, which checks x itself
-        (engine.compiled_forward). None for anything else, which takes the loop (and its
+        (engine.forward_in_one_call). None for anything else, which takes the loop (and its
         checks and messages)."""
         if not (type(x) is np.ndarray and x.ndim == 2 and 0 < x.shape[0] <= batch_size
                 and len(self._input_shape) == 1):
             return None
-        compiled = engine.compiled_forward(
-            self, self._inference_workspace(x.shape[0], with_loss=False))
-        out = compiled.run(x) if compiled is not None else None
+        out = engine.forward_in_one_call(
+            self, x, self._inference_workspace(x.shape[0], with_loss=False))
         return out.copy() if out is not None else None
 
     def _predict(self, data):

@@ -842,7 +842,7 @@ def test_thread_counts_1_vs_2_split_products_agree_to_rounding(restore_threads,
 
 
 # --------------------------------------------- the finiteness bound of small batches --
-def _wide_model(dtype, compiled_ok=True):
+def _wide_model(dtype):
     """784-300-10 at batch 2: the layers' inputs and deltas (2 x (784+300+300+10)
     numbers) are far fewer than the 238k gradients, so the compiled step proves the
     gradients finite from them instead of a pass over the gradients."""
@@ -903,17 +903,19 @@ def test_a_diverging_run_stops_where_the_python_step_stops_with_the_same_weights
     assert np.array_equal(compiled[3], python[3])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [1, 4])
 def test_the_fused_update_leaves_the_whole_gradient_and_matches_the_python_step(
-        batch, monkeypatch):
+        batch, dtype, monkeypatch):
     """Small batches make dW tile by tile into the update; every tile is still written
     to the flat gradient, so layer.gradients after the step is the batch's gradient
-    (to rounding: blocks of rows vs the whole product, 1e-5 relative to the largest)."""
+    (to rounding: blocks of rows vs the whole product, a few eps relative to the
+    largest: 1e-5 in float32, 1e-13 in float64)."""
     def one_step():
         rng = np.random.default_rng(4)
-        x = rng.standard_normal((batch, 784)).astype(np.float32)
+        x = rng.standard_normal((batch, 784)).astype(dtype)
         y = rng.integers(0, 10, batch)
-        m = _wide_model("float32")
+        m = _wide_model(dtype)
         m.train_on_batch(x, y)
         m.train_on_batch(x[::-1].copy(), y[::-1].copy())
         step = engine.compiled_step(m, m._train_cache[batch])
@@ -924,8 +926,10 @@ def test_the_fused_update_leaves_the_whole_gradient_and_matches_the_python_step(
     python = one_step()
     assert fused[2] and not python[2]
     scale = np.abs(python[0]).max()
-    np.testing.assert_allclose(fused[0], python[0], rtol=0, atol=1e-5 * scale)
-    np.testing.assert_allclose(fused[1], python[1], rtol=0, atol=1e-6)
+    tight = dtype == "float64"
+    np.testing.assert_allclose(fused[0], python[0], rtol=0,
+                               atol=(1e-13 if tight else 1e-5) * scale)
+    np.testing.assert_allclose(fused[1], python[1], rtol=0, atol=1e-14 if tight else 1e-6)
 
 
 # --------------------------------------------------------------- predict in one call --
@@ -998,20 +1002,22 @@ def test_predict_from_two_threads_at_once_each_gets_its_own_outputs():
     assert not errors
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_batch_1_predict_splits_wide_products_in_halves_of_rows(restore_threads,
-                                                                monkeypatch):
+                                                                monkeypatch, dtype):
     """With 2+ threads a batch-1 predict computes each product of at least 256K
     multiply-adds as the sum of two halves of the weight rows (blas.matvec_in_halves):
-    right to float32 rounding against float64 NumPy (the two partial sums add one
-    rounding, so 1e-5 relative to the largest output), the same bits for 2 and 3 threads
-    (the halves are fixed by the shape), and with 1 thread the whole product as before."""
+    right to rounding against float64 NumPy (sums of 784 products of standard normals:
+    1e-5 in float32, 1e-12 in float64, on outputs of at most 1), the same bits for 2
+    and 3 threads (the halves are fixed by the shape), and with 1 thread the whole
+    product as before."""
     rng = np.random.default_rng(8)
     m = fn.Sequential([fn.layers.Dense(512, activation="relu", input_dim=784),
                        fn.layers.Dense(512, activation="relu"),
-                       fn.layers.Dense(10, activation="softmax")])
+                       fn.layers.Dense(10, activation="softmax")], dtype=dtype)
     m.seed = 4
     m.build()
-    x = rng.standard_normal((1, 784)).astype(np.float32)
+    x = rng.standard_normal((1, 784)).astype(dtype)
     h = x.astype(np.float64)
     for layer in m.layers[:2]:
         h = np.maximum(h @ layer.W.astype(np.float64) + layer.b, 0)
@@ -1021,7 +1027,8 @@ def test_batch_1_predict_splits_wide_products_in_halves_of_rows(restore_threads,
     for threads in (2, 3, 1):
         fn.set_num_threads(threads)
         outputs[threads] = m.predict(x)
-    np.testing.assert_allclose(outputs[2], reference, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(outputs[2], reference, rtol=0,
+                               atol=1e-12 if dtype == "float64" else 1e-5)
     assert np.array_equal(outputs[2], outputs[3])
     # one thread: the whole products, exactly the layer-by-layer forward's
     fn.set_num_threads(1)

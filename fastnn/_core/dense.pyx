@@ -88,13 +88,15 @@ cdef double _weight_gradients(const floating* x, const floating* w, const floati
                               floating* grad_x, int n, int k, int m, floating kernel_l1,
                               floating kernel_l2, floating bias_l1,
                               floating bias_l2) noexcept nogil:
-    """Given dz (n, m) and grad_b: grad_w = x^T dz, grad_x = dz w^T (unless NULL), and the
-    penalties' gradients added in. Returns the penalty of w and b."""
+    """Given dz (n, m) and grad_b: grad_w = x^T dz (unless NULL: the caller makes dW
+    itself, and the kernel's penalty with it), grad_x = dz w^T (unless NULL), and the
+    penalties' gradients added in. Returns the penalty of w (when grad_w) and b."""
     cdef double penalty = 0
-    matmul(True, False, k, m, n, <floating>1, x, k, dz, m, <floating>0, grad_w, m)
+    if grad_w != NULL:
+        matmul(True, False, k, m, n, <floating>1, x, k, dz, m, <floating>0, grad_w, m)
     if grad_x != NULL:
         matmul(False, True, n, k, m, <floating>1, dz, m, w, m, <floating>0, grad_x, k)
-    if kernel_l1 != 0 or kernel_l2 != 0:
+    if grad_w != NULL and (kernel_l1 != 0 or kernel_l2 != 0):
         penalty += _add_penalty_grad(w, grad_w, <Py_ssize_t>k * m, kernel_l1, kernel_l2)
     if bias_l1 != 0 or bias_l2 != 0:
         penalty += _add_penalty_grad(b, grad_b, m, bias_l1, bias_l2)
@@ -107,8 +109,9 @@ cdef double dense_backward_core(const floating* x, const floating* w, const floa
                                 int activation, floating alpha, floating kernel_l1,
                                 floating kernel_l2, floating bias_l1,
                                 floating bias_l2) noexcept nogil:
-    """dense_backward's work on raw pointers (grad_x NULL: not wanted). Flush-to-zero is
-    the caller's."""
+    """dense_backward's work on raw pointers (grad_x NULL: not wanted; grad_w NULL: dW
+    and its penalty left to the caller, as the compiled step's fused update does).
+    Flush-to-zero is the caller's."""
     activation_grad_bias(out, grad_out, grad_b, n, m, activation, alpha)
     return _weight_gradients(x, w, b, grad_out, grad_w, grad_b, grad_x, n, k, m,
                              kernel_l1, kernel_l2, bias_l1, bias_l2)

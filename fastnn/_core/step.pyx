@@ -253,26 +253,14 @@ cdef double _backward(plan_t* p, floating* g, bint with_dw, bint* bounded) noexc
     for i in range(last, -1, -1):
         L = &p.layers[i]
         is_dz = i == last and p.fused
-        if L.kind == DENSE and not with_dw:
-            L.dz = g
-            activation_grad_bias(<const floating*>L.out, g, <floating*>L.db, p.n, L.m,
-                                 LINEAR if is_dz else L.activation, <floating>L.alpha)
-            if L.grad_x != NULL:
-                matmul(False, True, p.n, L.k, L.m, <floating>1, g, L.m,
-                       <const floating*>L.w, L.m, <floating>0, <floating*>L.grad_x, L.k)
-            if not L.use_bias:
-                memset(L.db, 0, L.m * sizeof(floating))
-            if bounded[0]:
-                bounded[0] = _gradient_bounded(L, g, p.n, 0.0)
-            g = <floating*>L.grad_x
-        elif L.kind == DENSE:
+        if L.kind == DENSE:
             L.dz = g
             layer_penalty = dense_backward_core(
                 <const floating*>L.input, <const floating*>L.w, <const floating*>L.b,
-                <const floating*>L.out, g, <floating*>L.dw, <floating*>L.db,
-                <floating*>L.grad_x, p.n, L.k, L.m, LINEAR if is_dz else L.activation,
-                <floating>L.alpha, <floating>L.kl1, <floating>L.kl2, <floating>L.bl1,
-                <floating>L.bl2)
+                <const floating*>L.out, g, <floating*>L.dw if with_dw else NULL,
+                <floating*>L.db, <floating*>L.grad_x, p.n, L.k, L.m,
+                LINEAR if is_dz else L.activation, <floating>L.alpha, <floating>L.kl1,
+                <floating>L.kl2, <floating>L.bl1, <floating>L.bl2)
             penalty += layer_penalty
             if bounded[0]:
                 bounded[0] = _gradient_bounded(L, g, p.n, layer_penalty)
